@@ -1,0 +1,9 @@
+"""phy-bcreason: why Bombcell gave each unit its label, in Phy and on the command line."""
+
+from .api import explain, explain_folder
+from .bombcell_io import BombcellResultsError
+from .engine import Explanation, evaluate
+from .rules import RULES, Rule
+
+__all__ = ["RULES", "BombcellResultsError", "Explanation", "Rule", "evaluate", "explain", "explain_folder"]
+__version__ = "0.1.0"

@@ -1,0 +1,132 @@
+"""`phy-bcreason`: explain, export and summarise Bombcell labels from the command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .api import explain_folder
+from .bombcell_io import BombcellResultsError
+from .engine import STATUS_NAMES, Explanation
+
+REASON_COLUMN = "bc_classificationReason"
+REASON_FILE = f"cluster_{REASON_COLUMN}.tsv"
+AUDIT_FILE = "phy_bcreason_audit.tsv"
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for; one line, exit status 2."""
+
+
+def format_comparison(c: dict) -> str:
+    """'fractionRPVs_estimatedTauR 0.31 > maxRPVviolations 0.1 (margin -2.1)' for one comparison dict."""
+    if c["op"] == "isnan":
+        return f"{c['metric']} is NaN"
+    value = "NaN" if c["value"] is None else f"{c['value']:.4g}"
+    threshold = "NaN" if c["threshold"] is None else f"{c['threshold']:.4g}"
+    margin = "" if c["margin"] is None else f"  (margin {c['margin']:+.3g})"
+    return f"{c['metric']} {value} {c['op']} {c['param']} {threshold}{margin}"
+
+
+def _selected_ids(explanation: Explanation, cluster_ids: list[int] | None) -> list[int]:
+    if not cluster_ids:
+        return [int(i) for i in explanation.cluster_ids]
+    known = set(explanation.cluster_ids.tolist())
+    unknown = [i for i in cluster_ids if i not in known]
+    if unknown:
+        raise UsageError(f"cluster(s) {', '.join(map(str, unknown))}: no row in {explanation.source}")
+    return cluster_ids
+
+
+def explain_text(explanation: Explanation, cluster_ids: list[int]) -> str:
+    lines = []
+    for cluster_id in cluster_ids:
+        unit = explanation.unit(cluster_id)
+        lines.append(f"cluster {cluster_id}: {unit['label'] or '(empty)'}  |  {unit['reason']}")
+        for c in unit["decisive"]:
+            lines.append(f"    decided: {format_comparison(c)}")
+        for c in unit["also_failed"]:
+            lines.append(f"    also fails: {format_comparison(c)}")
+    return "\n".join(lines)
+
+
+def summary_text(explanation: Explanation) -> str:
+    table = explanation.table()
+    lines = [f"{len(table)} units, Bombcell results in {explanation.source}", "", "Units per label:"]
+    for label, count in table["label"].replace("", "(empty)").value_counts().items():
+        lines.append(f"  {label:<15} {count:>6}")
+    lines += ["", "Units per decisive rule (a unit can count under several):"]
+    decisive = explanation.status == STATUS_NAMES.index("decisive")
+    counts = decisive.sum(axis=0)
+    for j in np.argsort(-counts, kind="stable"):
+        if counts[j]:
+            rule = explanation.rules[j]
+            lines.append(f"  {rule.block:<11} {rule.name:<60} {counts[j]:>6}")
+    return "\n".join(lines)
+
+
+def export(explanation: Explanation, ks_dir: Path) -> list[Path]:
+    """Write the reason column for Phy into the Kilosort folder and the audit table into the Bombcell one."""
+    reason_path = Path(ks_dir) / REASON_FILE
+    audit_path = Path(explanation.source) / AUDIT_FILE
+    reasons = pd.DataFrame({"cluster_id": explanation.cluster_ids, REASON_COLUMN: explanation.reasons})
+    for path, table in ((reason_path, reasons), (audit_path, explanation.long_table())):
+        try:
+            table.to_csv(path, sep="\t", index=False)
+        except OSError as exc:
+            raise UsageError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    return [reason_path, audit_path]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="phy-bcreason", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add_folder_args(p):
+        p.add_argument("ks_dir", type=Path, help="Kilosort output folder")
+        p.add_argument("--bombcell-dir", type=Path, default=None,
+                       help="Bombcell results folder (default: found next to the Kilosort output)")
+
+    p = sub.add_parser("explain", help="label, reason and failing comparisons per cluster")
+    add_folder_args(p)
+    p.add_argument("--cluster", type=int, nargs="+", default=None, help="only these cluster ids")
+    p.add_argument("--json", action="store_true", help="print one JSON array, one object per cluster")
+
+    p = sub.add_parser("export", help="write cluster_bc_classificationReason.tsv and an audit table")
+    add_folder_args(p)
+
+    p = sub.add_parser("summary", help="units per label and per decisive rule")
+    add_folder_args(p)
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    explanation = explain_folder(args.ks_dir, args.bombcell_dir)
+    for note in explanation.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.command == "explain":
+        ids = _selected_ids(explanation, args.cluster)
+        if args.json:
+            print(json.dumps([explanation.unit(i) for i in ids], allow_nan=False))
+        else:
+            print(explain_text(explanation, ids))
+    elif args.command == "summary":
+        print(summary_text(explanation))
+    elif args.command == "export":
+        for path in export(explanation, args.ks_dir):
+            print(f"wrote {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return run(args)
+    except (BombcellResultsError, UsageError) as exc:
+        print(f"phy-bcreason: {exc}", file=sys.stderr)
+        return 2

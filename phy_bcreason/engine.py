@@ -1,0 +1,357 @@
+"""Rule table x metrics table -> Bombcell labels, the decisive comparisons, margins and reason text.
+
+One vectorised pass over all units (numpy; no Qt, no I/O). Labels, reasons, the Phy columns, the why? dock,
+the CLI and what-if edits all read the `Explanation` this returns.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .backfill import backfill_parameters
+from .rules import BLOCKS, GROUP_PHRASES, MUA, NOISE, NONSOMATIC, RULES, SPLIT_SWITCH, Rule
+
+# Bombcell's numeric unit types.
+NOISE_CODE, GOOD_CODE, MUA_CODE, NONSOMA_CODE, NONSOMA_MUA_CODE = 0, 1, 2, 3, 4
+EMPTY_LABEL = ""
+
+# Status of one comparison for one unit.
+DECISIVE, ALSO_FAILED, PASS, EXEMPT, INACTIVE, MISSING = range(6)
+STATUS_NAMES = ("decisive", "also_failed", "pass", "exempt", "inactive", "missing")
+STATUS_TEXT = (
+    "decided the label",
+    "fails, did not decide the label",
+    "passes",
+    "exempt",
+    "not applied",
+    "metric missing",
+)
+
+
+def label_names(split_nonsomatic: bool) -> dict[int, str]:
+    return {
+        NOISE_CODE: "NOISE",
+        GOOD_CODE: "GOOD",
+        MUA_CODE: "MUA",
+        NONSOMA_CODE: "NON-SOMA GOOD" if split_nonsomatic else "NON-SOMA",
+        NONSOMA_MUA_CODE: "NON-SOMA MUA",
+    }
+
+
+def _switch_on(params: dict, name: str) -> bool:
+    """Python truthiness, as Bombcell's `if param[...]` tests it."""
+    try:
+        return bool(params.get(name, False))
+    except (TypeError, ValueError):
+        return False
+
+
+def _as_float(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def _metric_column(metrics: pd.DataFrame, name: str) -> np.ndarray:
+    if name not in metrics.columns:
+        return np.full(len(metrics), np.nan)
+    column = metrics[name]
+    if column.dtype.kind in "fiub":
+        return column.to_numpy(dtype=float, na_value=np.nan)
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def inactive_reason(rule: Rule, params: dict) -> str | None:
+    """Why Bombcell does not apply ``rule`` at all under ``params`` (None when it does)."""
+    off = [f"{flag} is {'off' if wanted else 'on'}" for flag, wanted in rule.requires
+           if _switch_on(params, flag) != wanted]
+    return "; ".join(off) or None
+
+
+@dataclass
+class Explanation:
+    """Labels and reasons for every unit, with every comparison behind them.
+
+    Arrays are indexed [unit, rule] in the order of ``rules``; ``cluster_ids`` gives each unit's Phy id.
+    """
+
+    cluster_ids: np.ndarray
+    rules: tuple[Rule, ...]
+    params: dict                  # after Bombcell's back-fill
+    filled_params: list[str]      # names Bombcell's back-fill added
+    values: np.ndarray            # metric value, NaN where missing
+    thresholds: np.ndarray        # per rule, NaN for the isnan rule
+    holds: np.ndarray             # the comparison holds and Bombcell applies it to this unit
+    applies: np.ndarray           # Bombcell applies the rule to this unit (switches, NaN guards)
+    status: np.ndarray            # int8 status codes (DECISIVE ...)
+    margins: np.ndarray           # signed, relative to the threshold: < 0 fails, >= 0 passes
+    codes: np.ndarray             # Bombcell's numeric type, NaN for empty units
+    labels: np.ndarray            # Bombcell's label strings
+    reasons: np.ndarray           # main reason text
+    flip_margins: np.ndarray      # margin of the comparison nearest to changing the label
+    inactive: dict[int, str]      # rule index -> why the rule is not applied at all
+    missing_metrics: list[str]    # rule metrics absent from the metrics table
+    notes: list[str] = field(default_factory=list)
+    source: Path | None = None              # the Bombcell folder the metrics came from
+    mismatches: pd.DataFrame | None = None  # units where Bombcell's own classifier disagreed
+
+    @property
+    def n_decisive(self) -> np.ndarray:
+        return (self.status == DECISIVE).sum(axis=1)
+
+    def row_of(self, cluster_id: int) -> int:
+        rows = np.flatnonzero(self.cluster_ids == cluster_id)
+        if not len(rows):
+            raise KeyError(f"cluster {cluster_id} has no Bombcell row")
+        return int(rows[0])
+
+    def table(self) -> pd.DataFrame:
+        """One row per cluster: label, main reason, number of decisive failures, margin to flip."""
+        return pd.DataFrame(
+            {
+                "label": self.labels,
+                "reason": self.reasons,
+                "n_decisive": self.n_decisive,
+                "margin": self.flip_margins,
+            },
+            index=pd.Index(self.cluster_ids, name="cluster_id"),
+        )
+
+    def comparisons(self, cluster_id: int) -> list[dict]:
+        """Every rule for one cluster, in table order, as plain values."""
+        row = self.row_of(cluster_id)
+        out = []
+        for j, rule in enumerate(self.rules):
+            out.append(
+                {
+                    "block": rule.block,
+                    "metric": rule.metric,
+                    "op": rule.op,
+                    "param": rule.param,
+                    "group": rule.group,
+                    "value": _plain(self.values[row, j]),
+                    "threshold": _plain(self.thresholds[j]),
+                    "margin": _plain(self.margins[row, j]),
+                    "holds": bool(self.holds[row, j]),
+                    "status": STATUS_NAMES[self.status[row, j]],
+                    "note": self._note(row, j),
+                }
+            )
+        return out
+
+    def _note(self, row: int, j: int) -> str | None:
+        rule = self.rules[j]
+        if j in self.inactive:
+            return self.inactive[j]
+        if rule.metric in self.missing_metrics:
+            return f"{rule.metric} is not in the metrics table"
+        if not self.applies[row, j]:
+            return f"Bombcell skips this rule where {rule.only_where_present} is NaN"
+        if self.status[row, j] == EXEMPT:
+            switch, metric, value = rule.exempt_when
+            return f"{metric} == {value:g} and {switch} is on: kept as uncertain"
+        if rule.group and self.holds[row, j] and self.status[row, j] == PASS:
+            return "holds, but the group needs all its comparisons to hold"
+        return None
+
+    def unit(self, cluster_id: int) -> dict:
+        """Label, reason and the comparisons split as the CLI's JSON reports them."""
+        row = self.row_of(cluster_id)
+        comparisons = self.comparisons(cluster_id)
+        decisive = [c for c in comparisons if c["status"] == "decisive"]
+        also = [c for c in comparisons if c["status"] == "also_failed"]
+        return {
+            "cluster_id": int(cluster_id),
+            "label": str(self.labels[row]),
+            "reason": str(self.reasons[row]),
+            "decisive": [_failure(c) for c in decisive],
+            "also_failed": [_failure(c) for c in also],
+        }
+
+    def long_table(self) -> pd.DataFrame:
+        """One row per cluster and rule: value, threshold, status and margin (the audit table)."""
+        n_units, n_rules = self.values.shape
+        return pd.DataFrame(
+            {
+                "cluster_id": np.repeat(self.cluster_ids, n_rules),
+                "label": np.repeat(self.labels, n_rules),
+                "block": np.tile([r.block for r in self.rules], n_units),
+                "rule": np.tile([r.name for r in self.rules], n_units),
+                "metric": np.tile([r.metric for r in self.rules], n_units),
+                "op": np.tile([r.op for r in self.rules], n_units),
+                "param": np.tile([r.param or "" for r in self.rules], n_units),
+                "value": self.values.ravel(),
+                "threshold": np.tile(self.thresholds, n_units),
+                "status": np.asarray(STATUS_NAMES, dtype=object)[self.status.ravel()],
+                "margin": self.margins.ravel(),
+            }
+        )
+
+
+def _plain(x) -> float | None:
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def _failure(c: dict) -> dict:
+    out = {k: c[k] for k in ("block", "metric", "op", "param", "value", "threshold", "margin")}
+    if c["group"]:
+        out["group"] = c["group"]
+    return out
+
+
+def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, rules: tuple[Rule, ...] = RULES
+             ) -> Explanation:
+    """Evaluate every rule for every unit, as Bombcell's `get_quality_unit_type` would, and explain it.
+
+    ``params`` is back-filled by Bombcell's own `check_parameter_fields` first (KeyError if it cannot be).
+    """
+    params, filled, backfill_warnings = backfill_parameters(params)
+    n_units, n_rules = len(metrics), len(rules)
+    cluster_ids = np.arange(n_units) if cluster_ids is None else np.asarray(cluster_ids)
+
+    metric_names = {r.metric for r in rules} | {r.only_where_present for r in rules if r.only_where_present}
+    columns = {name: _metric_column(metrics, name) for name in metric_names | {"nSpikes"}}
+    # Stored rule-major, used as its transpose: [unit, rule] views whose rule columns are contiguous.
+    values = np.stack([columns[r.metric] for r in rules]).T if n_rules else np.empty((n_units, 0))
+    thresholds = np.array([np.nan if r.param is None else _as_float(params.get(r.param)) for r in rules])
+    is_nan_rule = np.array([r.op == "isnan" for r in rules], dtype=bool)
+    blocks = np.array([r.block for r in rules])
+
+    # Signed distance to the threshold, positive on the passing side; the comparison fires where it is < 0
+    # (NaN never fires, as in numpy). Margins are that distance relative to |threshold|.
+    direction = np.array([-1.0 if r.op == ">" else 1.0 for r in rules])
+    scale = np.where((thresholds == 0) | ~np.isfinite(thresholds), 1.0, np.abs(thresholds))
+    with np.errstate(invalid="ignore", over="ignore"):
+        margins = (values - thresholds) * (direction / scale)
+        fires = margins < 0
+    fires[:, is_nan_rule] = np.isnan(values[:, is_nan_rule])
+    margins[:, is_nan_rule] = np.nan
+
+    inactive = {j: why for j, r in enumerate(rules) if (why := inactive_reason(r, params))}
+    applies = np.ones((n_rules, n_units), dtype=bool).T
+    applies[:, list(inactive)] = False
+    exempt = np.zeros((n_rules, n_units), dtype=bool).T
+    for j, rule in enumerate(rules):
+        if rule.only_where_present:
+            applies[:, j] &= ~np.isnan(columns[rule.only_where_present])
+        if rule.exempt_when:
+            switch, metric, value = rule.exempt_when
+            if _switch_on(params, switch) and metric in metrics.columns:
+                exempt[:, j] = _metric_column(metrics, metric) == value
+    holds = fires & applies & ~exempt
+
+    # Combine the blocks exactly as get_quality_unit_type does.
+    empty = columns["nSpikes"] == 0
+    counts = holds.copy()  # a grouped comparison counts only when its whole group holds
+    for group in {r.group for r in rules if r.group}:
+        members = [j for j, r in enumerate(rules) if r.group == group]
+        counts[:, members] &= holds[:, members].all(axis=1)[:, None]
+    in_block = {b: counts[:, blocks == b].any(axis=1) for b in BLOCKS}
+    noise = ~empty & in_block[NOISE]
+    mua = ~noise & in_block[MUA]
+    nonsomatic = in_block[NONSOMATIC]
+
+    codes = np.where(noise, NOISE_CODE, np.where(mua, MUA_CODE, GOOD_CODE)).astype(float)
+    split = _switch_on(params, SPLIT_SWITCH)
+    if split:
+        codes[(codes == GOOD_CODE) & nonsomatic] = NONSOMA_CODE
+        codes[(codes == MUA_CODE) & nonsomatic] = NONSOMA_MUA_CODE
+    else:
+        codes[(codes != NOISE_CODE) & nonsomatic] = NONSOMA_CODE
+    codes[empty] = np.nan
+    labels = np.full(n_units, EMPTY_LABEL, dtype=object)
+    for code, name in label_names(split).items():
+        labels[codes == code] = name
+
+    # Which blocks decided each unit's label.
+    decides = {
+        NOISE: codes == NOISE_CODE,
+        MUA: (codes == MUA_CODE) | (codes == NONSOMA_MUA_CODE),
+        NONSOMATIC: (codes == NONSOMA_CODE) | (codes == NONSOMA_MUA_CODE),
+    }
+    decided_by_block = np.stack([decides[b] for b in blocks]).T if n_rules else counts
+    status = np.full((n_rules, n_units), PASS, dtype=np.int8).T
+    status[np.isnan(values) & ~is_nan_rule] = MISSING
+    status[~applies] = INACTIVE
+    status[exempt & fires & applies] = EXEMPT
+    status[counts & decided_by_block] = DECISIVE
+    status[counts & ~decided_by_block] = ALSO_FAILED
+
+    missing_metrics = sorted({r.metric for r in rules if r.metric not in metrics.columns})
+    explanation = Explanation(
+        cluster_ids=cluster_ids,
+        rules=tuple(rules),
+        params=params,
+        filled_params=filled,
+        values=values,
+        thresholds=thresholds,
+        holds=holds,
+        applies=applies,
+        status=status,
+        margins=margins,
+        codes=codes,
+        labels=labels,
+        reasons=np.empty(n_units, dtype=object),
+        flip_margins=_flip_margins(status, margins, holds, applies, rules, codes),
+        inactive=inactive,
+        missing_metrics=missing_metrics,
+        notes=list(backfill_warnings),
+    )
+    explanation.reasons = reason_texts(explanation)
+    return explanation
+
+
+def _flip_margins(status, margins, holds, applies, rules, codes) -> np.ndarray:
+    """Per unit: for a failing label the decisive margin nearest zero (< 0); for GOOD the smallest margin
+    of a comparison that alone would change the label (>= 0)."""
+    nearest_failure = np.max(margins, axis=1, where=status == DECISIVE, initial=-np.inf)
+    alone_flips = applies & (status == PASS) & ~np.isnan(margins)
+    for j, rule in enumerate(rules):
+        if rule.group:  # a group member flips the label alone only if the rest of its group already holds
+            others = [k for k, r in enumerate(rules) if r.group == rule.group and k != j]
+            alone_flips[:, j] &= holds[:, others].all(axis=1)
+    nearest_pass = np.min(margins, axis=1, where=alone_flips, initial=np.inf)
+    flip = np.where(codes == GOOD_CODE, nearest_pass, nearest_failure)
+    flip[~np.isfinite(flip)] = np.nan
+    return flip
+
+
+def _phrase(rule: Rule) -> str:
+    return rule.phrase or rule.name
+
+
+def reason_texts(explanation: Explanation) -> np.ndarray:
+    """Main reason per unit, e.g. 'MUA: fractionRPVs_estimatedTauR>maxRPVviolations'.
+
+    Built once per distinct (label, decisive set) combination, so it costs little for many units.
+    """
+    rules, labels = explanation.rules, explanation.labels
+    decisive = explanation.status == DECISIVE
+    decisive_set = decisive.astype(np.int64) @ (2 ** np.arange(len(rules), dtype=np.int64))
+    label_index = np.nan_to_num(explanation.codes, nan=NONSOMA_MUA_CODE + 1).astype(np.int64)
+    _, first_rows, combo = np.unique(decisive_set * 8 + label_index, return_index=True, return_inverse=True)
+    texts = [_reason_text(labels[row], [r for r, d in zip(rules, decisive[row]) if d]) for row in first_rows]
+    return np.array(texts, dtype=object)[combo.ravel()] if len(labels) else np.array([], dtype=object)
+
+
+def _reason_text(label: str, decisive: list[Rule]) -> str:
+    if label == EMPTY_LABEL:
+        return "no spikes: Bombcell leaves empty units unlabelled"
+    if label == "GOOD":
+        return "GOOD: passed all thresholds"
+    phrases, seen_groups = [], set()
+    order = {NONSOMATIC: 0, NOISE: 0, MUA: 1}  # non-somatic reasons first for NON-SOMA MUA
+    for rule in sorted(decisive, key=lambda r: order[r.block]):
+        if rule.group:
+            if rule.group not in seen_groups:
+                seen_groups.add(rule.group)
+                phrases.append(GROUP_PHRASES.get(rule.group, rule.group))
+        else:
+            phrases.append(_phrase(rule))
+    return f"{label}: {', '.join(phrases)}" if phrases else f"{label}: (no decisive comparison found)"
