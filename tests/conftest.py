@@ -1,0 +1,86 @@
+"""Shared fixtures: realistic Kilosort folders labelled by a real Bombcell run.
+
+The datasets are built once per test session (``tests/dataset_builder.py``: SpikeInterface
+simulation + export, then Bombcell with its default parameters). Treat them as read-only:
+copy one with ``tests.dataset_builder.copy_dataset`` (or the ``ks_dataset_copy`` fixture)
+before changing anything in it. Phy writes ``.phy/`` and ``phy.log`` into the folder it
+opens, so open copies in Phy.
+
+- ``ks_dataset``: default dataset (seed 0, no raw data), Bombcell defaults. Unit i is
+  ``dataset_builder.UNIT_SPECS[i]``; ``dataset_builder.expected_labels()`` gives the labels.
+- ``ks_dataset_raw``: the same units with the raw int16 recording, Bombcell with
+  extractRaw on (``expected_labels(raw=True)``: the small unit becomes MUA).
+- ``bombcell_rerun(ks_dir, overrides, name)``: Bombcell again with parameter overrides into
+  ``ks_dir / name``, once per session for a given (ks_dir, name).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    # `tests.dataset_builder` must be importable however pytest was started
+    sys.path.insert(0, str(REPO))
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+from tests import dataset_builder as dsb  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def ks_dataset(tmp_path_factory) -> Path:
+    """Default dataset: Kilosort folder (no raw data) with Bombcell's default run in ./bombcell."""
+    return dsb.build_dataset(tmp_path_factory.mktemp("ks_default") / "ks", seed=0)
+
+
+@pytest.fixture(scope="session")
+def ks_dataset_raw(tmp_path_factory) -> Path:
+    """Default units with the raw recording (recording.bin); Bombcell ran with extractRaw on."""
+    return dsb.build_dataset(tmp_path_factory.mktemp("ks_raw") / "ks", seed=0, with_raw=True)
+
+
+@pytest.fixture
+def ks_dataset_copy(ks_dataset, tmp_path) -> Path:
+    """A private copy of the default dataset, free to modify (or to open in Phy)."""
+    return dsb.copy_dataset(ks_dataset, tmp_path / "ks")
+
+
+def _freeze(value):
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    try:
+        hash(value)
+    except TypeError:
+        return repr(value)
+    return value
+
+
+@pytest.fixture(scope="session")
+def bombcell_rerun():
+    """``rerun(ks_dir, overrides, name) -> Path``: Bombcell with ``overrides`` into ks_dir/name.
+
+    Cached for the session per (ks_dir, name); asking for the same name with other overrides
+    is an error. The Kilosort folder's cluster_*.tsv files keep describing the default run.
+    """
+    done: dict[tuple[str, str], tuple[object, Path]] = {}
+
+    def rerun(ks_dir, overrides, name):
+        key = (str(Path(ks_dir).resolve()), str(name))
+        frozen = _freeze(dict(overrides or {}))
+        if key in done:
+            previous, path = done[key]
+            if previous != frozen:
+                raise ValueError(f"Bombcell variant {name!r} of {ks_dir} already ran with other overrides")
+            return path
+        path = dsb.rerun_bombcell(ks_dir, dict(overrides or {}), name)
+        done[key] = (frozen, path)
+        return path
+
+    return rerun
