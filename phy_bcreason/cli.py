@@ -102,10 +102,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("summary", help="units per label and per decisive rule")
     add_folder_args(p)
+
+    p = sub.add_parser("demo", help="open Phy on the bundled demo dataset with the plugin attached")
+    p.add_argument("--screenshot", type=Path, default=None, metavar="FILE",
+                   help="save the window as a PNG and exit")
     return parser
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.command == "demo":
+        from .demo import run_demo
+
+        return run_demo(args.screenshot)
     explanation = explain_folder(args.ks_dir, args.bombcell_dir)
     for note in explanation.notes:
         print(f"note: {note}", file=sys.stderr)

@@ -89,7 +89,7 @@ class Explanation:
     holds: np.ndarray             # the comparison holds and Bombcell applies it to this unit
     applies: np.ndarray           # Bombcell applies the rule to this unit (switches, NaN guards)
     status: np.ndarray            # int8 status codes (DECISIVE ...)
-    margins: np.ndarray           # signed, relative to the threshold: < 0 fails, >= 0 passes
+    margins: np.ndarray           # relative to |threshold|: < 0 fails, >= 0 passes, NaN if not applied
     codes: np.ndarray             # Bombcell's numeric type, NaN for empty units
     labels: np.ndarray            # Bombcell's label strings
     reasons: np.ndarray           # main reason text
@@ -245,6 +245,8 @@ def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, rules: tuple
             if _switch_on(params, switch) and metric in metrics.columns:
                 exempt[:, j] = _metric_column(metrics, metric) == value
     holds = fires & applies & ~exempt
+    margins[~applies] = np.nan  # no distance to a threshold Bombcell does not apply
+    margins += 0.0  # no "-0" on the threshold itself
 
     # Combine the blocks exactly as get_quality_unit_type does.
     empty = columns["nSpikes"] == 0

@@ -1,0 +1,64 @@
+"""`phy-bcreason demo`: Phy on the bundled demo dataset with the plugin attached.
+
+The dataset is copied to a temporary folder (Phy writes its cache next to the data) and Phy gets a temporary
+config folder, so neither the installed package nor the user's ~/.phy is touched.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+DEMO_DATA = Path(__file__).parent / "demo_data"
+
+
+def open_gui(ks_dir: Path, config_dir: Path):
+    """A Phy TemplateController and GUI on ``ks_dir`` with only this plugin attached."""
+    from phy.apps.template import TemplateController, get_template_params
+
+    from . import plugin  # noqa: F401  (defining the plugin class registers it with Phy)
+
+    controller = TemplateController(
+        config_dir=Path(config_dir),
+        plugins=["BombcellReasonPlugin"],
+        clear_cache=True,
+        clear_state=True,
+        enable_threading=False,
+        **get_template_params(str(Path(ks_dir) / "params.py")),
+    )
+    return controller, controller.create_gui(do_prompt_save=False)
+
+
+def first_cluster_with_label(controller, label: str) -> list[int]:
+    bc_label = controller.cluster_metrics["bc_label"]
+    return [c for c in controller.supervisor.clustering.cluster_ids if bc_label(c) == label][:1]
+
+
+def run_demo(screenshot: Path | None = None, ks_dir: Path | None = None) -> int:
+    if screenshot is not None and not os.environ.get("DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from phy.gui.qt import QApplication, QTimer
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    with tempfile.TemporaryDirectory(prefix="phy-bcreason-demo-") as tmp:
+        data = Path(tmp) / "kilosort"
+        shutil.copytree(ks_dir or DEMO_DATA, data)
+        controller, gui = open_gui(data, Path(tmp) / "phy-config")
+        gui.show()
+        controller.supervisor.select(first_cluster_with_label(controller, "MUA"))
+        if screenshot is not None:
+            def grab():
+                gui.grab().save(str(screenshot))
+                gui.close()
+
+            QTimer.singleShot(1500, grab)
+        app.exec_()
+        from phylib.utils import reset
+
+        reset()
+    if screenshot is not None:
+        print(f"saved {screenshot}")
+    return 0

@@ -1,0 +1,95 @@
+"""What the plugin shows, without Qt: column values per cluster, and where clusters without a Bombcell row
+came from (merges and splits of this session)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from .api import apply_judgement, explain
+from .bombcell_io import BombcellResults, BombcellResultsError, find_bombcell_dir, load_results
+from .engine import Explanation
+
+COLUMNS = ("bc_label", "bc_classificationReason", "bc_nFailed", "bc_margin")
+# Static files Bombcell (or an earlier export) leaves in the Kilosort folder whose columns these replace.
+REPLACED_METADATA = ("bc_unitType", "bc_label", "bc_classificationReason", "bc_nFailed", "bc_margin")
+NO_ROW_LABEL = "(no row)"
+
+
+class LiveReasons:
+    """Bombcell's explanation for a Phy session; never raises on load (see ``error``)."""
+
+    def __init__(self, explanation: Explanation | None = None, error: str | None = None,
+                 results: BombcellResults | None = None):
+        self.explanation = explanation
+        self.results = results
+        self.error = error
+        self.origins: dict[int, tuple[int, ...]] = {}  # new cluster id -> Bombcell clusters it came from
+        self._rows = {} if explanation is None else {int(c): i for i, c in enumerate(explanation.cluster_ids)}
+        self._table = None if explanation is None else explanation.table()
+
+    @classmethod
+    def load(cls, ks_dir: str | Path, bombcell_dir: str | Path | None = None) -> LiveReasons:
+        try:
+            results = load_results(find_bombcell_dir(ks_dir, bombcell_dir))
+            return cls(explain(results, check=False), results=results)
+        except BombcellResultsError as exc:
+            return cls(error=str(exc))
+        except Exception as exc:  # never let bad results break Phy
+            reason = f"{type(exc).__name__}: {exc}"
+            return cls(error=f"{ks_dir}: could not explain the Bombcell results ({reason})")
+
+    def status_line(self) -> str:
+        if self.explanation is None:
+            return f"phy-bcreason: {self.error}"
+        counts = self._table["label"].replace("", "(empty)").value_counts()
+        summary = ", ".join(f"{n} {label}" for label, n in counts.items())
+        return f"phy-bcreason: Bombcell labels from {self.explanation.source}: {summary}"
+
+    def apply_judgement(self, judged) -> list[int]:
+        """Apply Bombcell's own labels (computed off the GUI thread); returns the cluster ids that changed."""
+        rows = apply_judgement(self.explanation, judged)
+        self._table = self.explanation.table()
+        return [int(self.explanation.cluster_ids[r]) for r in rows]
+
+    def has_row(self, cluster_id: int) -> bool:
+        return int(cluster_id) in self._rows
+
+    def row(self, cluster_id: int) -> int:
+        return self._rows[int(cluster_id)]
+
+    def column_values(self, cluster_id: int) -> dict:
+        """The four plugin columns for one cluster (NaN numbers where there is nothing to show)."""
+        if not self.has_row(cluster_id):
+            return {"bc_label": NO_ROW_LABEL, "bc_classificationReason": self.why_no_row(cluster_id),
+                    "bc_nFailed": math.nan, "bc_margin": math.nan}
+        row = self._rows[int(cluster_id)]
+        margin = float(self._table["margin"].iat[row])
+        return {
+            "bc_label": str(self._table["label"].iat[row]),
+            "bc_classificationReason": str(self._table["reason"].iat[row]),
+            "bc_nFailed": int(self._table["n_decisive"].iat[row]),
+            "bc_margin": round(margin, 3) if math.isfinite(margin) else math.nan,
+        }
+
+    def why_no_row(self, cluster_id: int) -> str:
+        if self.explanation is None:
+            return f"no Bombcell results: {self.error}"
+        parents = self.origins.get(int(cluster_id))
+        if parents:
+            return (f"no Bombcell row: new in this session, from cluster(s) {', '.join(map(str, parents))}; "
+                    "Bombcell did not label it")
+        return "no Bombcell row for this cluster id"
+
+    def record_clustering(self, descendants) -> list[int]:
+        """Remember, for clusters created by a merge or split, the Bombcell clusters they came from.
+
+        ``descendants`` are Phy's (old id, new id) pairs. Returns the new ids.
+        """
+        new_ids = []
+        for old, new in descendants:
+            old, new = int(old), int(new)
+            sources = (old,) if self.has_row(old) else self.origins.get(old, ())
+            self.origins[new] = tuple(sorted(set(self.origins.get(new, ())) | set(sources)))
+            new_ids.append(new)
+        return sorted(set(new_ids))

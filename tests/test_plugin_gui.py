@@ -1,0 +1,170 @@
+"""The plugin in a real Phy GUI (TemplateController + create_gui, offscreen) on folders Bombcell labelled."""
+
+import os
+import shutil
+import time
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np
+import pytest
+from phy.gui.qt import QApplication
+from phylib.utils import reset
+
+from phy_bcreason import explain_folder
+from phy_bcreason.cli import main as cli_main
+from phy_bcreason.demo import open_gui
+from phy_bcreason.live import COLUMNS, NO_ROW_LABEL
+from phy_bcreason.why_view import BombcellWhyView
+
+
+@pytest.fixture(scope="session")
+def qapp():
+    return QApplication.instance() or QApplication([])
+
+
+@pytest.fixture
+def open_phy(qapp, tmp_path):
+    opened = []
+
+    def _open(ks_dir):
+        controller, gui = open_gui(ks_dir, tmp_path / "phy-config")
+        opened.append((controller, gui))
+        return controller, gui
+
+    yield _open
+    for controller, gui in opened:
+        gui.close()
+        controller.close()
+    reset()
+
+
+def select(controller, cluster_ids, timeout=5.0):
+    """Select through Phy's supervisor and let its debounced selection events arrive."""
+    controller.supervisor.select(list(cluster_ids))
+    controller.supervisor.block()
+    deadline = time.monotonic() + timeout
+    while controller.supervisor.selected != list(cluster_ids) and time.monotonic() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.01)
+    assert controller.supervisor.selected == list(cluster_ids)
+
+
+def rows(controller) -> dict[int, dict]:
+    view = controller.supervisor.cluster_view
+    return {c: view.get(c) for c in view.get_ids()}
+
+
+def dock(gui) -> BombcellWhyView:
+    (view,) = gui.list_views("BombcellWhyView")
+    return view
+
+
+def test_columns_equal_the_engine_for_every_cluster(ks_dataset_copy, open_phy):
+    expected = explain_folder(ks_dataset_copy).table()
+    controller, gui = open_phy(ks_dataset_copy)
+    columns = controller.supervisor.columns
+    assert all(columns.count(name) == 1 for name in COLUMNS)
+    assert "bc_unitType" not in columns  # the static Bombcell label is replaced, not shown twice
+    shown = rows(controller)
+    assert sorted(shown) == sorted(expected.index)
+    for cluster_id, row in shown.items():
+        unit = expected.loc[cluster_id]
+        assert row["bc_label"] == unit["label"]
+        assert row["bc_classificationReason"] == unit["reason"]
+        assert row["bc_nFailed"] == unit["n_decisive"]
+        assert (np.isnan(row["bc_margin"]) and np.isnan(unit["margin"])) or row["bc_margin"] == pytest.approx(
+            unit["margin"], abs=1e-3)
+    assert "8 GOOD" in gui.status_message and "4 NON-SOMA" in gui.status_message
+
+
+def test_sorting_and_filtering_by_the_new_columns(ks_dataset_copy, open_phy):
+    expected = explain_folder(ks_dataset_copy).table()
+    controller, _ = open_phy(ks_dataset_copy)
+    view = controller.supervisor.cluster_view
+    view.sort_by("bc_classificationReason", "asc")
+    reasons = [view.get(c)["bc_classificationReason"] for c in view.get_ids()]
+    assert reasons == sorted(reasons) and len(set(reasons)) > 5
+
+    view.filter("bc_label == 'MUA' and bc_nFailed > 1")
+    wanted = expected[(expected["label"] == "MUA") & (expected["n_decisive"] > 1)].index
+    assert len(wanted) >= 2
+    assert sorted(view.get_ids()) == sorted(wanted)
+
+
+def test_selecting_a_cluster_shows_its_rules_in_the_dock(ks_dataset_copy, open_phy):
+    explanation = explain_folder(ks_dataset_copy)
+    controller, gui = open_phy(ks_dataset_copy)
+    mua = int(explanation.cluster_ids[np.flatnonzero(explanation.labels == "MUA")[0]])
+    select(controller, [mua])
+    view = dock(gui)
+    assert view.content.title == f"cluster {mua}: MUA"
+    assert view.reason.text() == explanation.table().loc[mua, "reason"]
+    blocks = [view.tree.topLevelItem(i) for i in range(view.tree.topLevelItemCount())]
+    assert [b.text(0) for b in blocks] == ["NOISE", "NON-SOMATIC", "MUA"]
+    assert blocks[2].text(4) == "decided the label" and blocks[0].text(4) == "passes"
+    shown = {blocks[2].child(i).text(0): blocks[2].child(i).text(4) for i in range(blocks[2].childCount())}
+    for c in explanation.unit(mua)["decisive"]:
+        assert shown[c["metric"]] == "decided the label"
+    # The peak1/peak2 test is one group of four under NON-SOMATIC.
+    group = next(blocks[1].child(i) for i in range(blocks[1].childCount()) if blocks[1].child(i).childCount())
+    assert group.childCount() == 4
+    assert "maxRPVviolations" in view.text()
+
+    select(controller, [mua, 0])
+    assert view.chooser.isVisibleTo(view) and view.chooser.count() == 2
+    view.chooser.setCurrentIndex(1)
+    assert view.content.title == "cluster 0: GOOD"
+
+
+def test_merge_split_undo_redo_keep_columns_and_dock_truthful(ks_dataset_copy, open_phy):
+    expected = explain_folder(ks_dataset_copy).table()
+    controller, gui = open_phy(ks_dataset_copy)
+    supervisor = controller.supervisor
+    supervisor.merge([9, 10])
+    supervisor.block()
+    merged = max(supervisor.clustering.cluster_ids)
+    row = supervisor.cluster_view.get(merged)
+    assert row["bc_label"] == NO_ROW_LABEL
+    assert "from cluster(s) 9, 10" in row["bc_classificationReason"]
+    assert np.isnan(row["bc_nFailed"])
+    select(controller, [merged])
+    assert "no Bombcell row" in dock(gui).content.title and "9, 10" in dock(gui).content.reason
+
+    supervisor.undo()
+    supervisor.block()
+    for cluster_id in (9, 10):
+        assert supervisor.cluster_view.get(cluster_id)["bc_classificationReason"] == expected.loc[cluster_id, "reason"]
+    assert supervisor.cluster_view.get(merged) is None
+    supervisor.redo()
+    supervisor.block()
+    assert supervisor.cluster_view.get(merged)["bc_label"] == NO_ROW_LABEL
+
+    spikes = supervisor.clustering.spikes_per_cluster[0]
+    supervisor.split(spikes[: len(spikes) // 2])
+    supervisor.block()
+    new_ids = [c for c in supervisor.clustering.cluster_ids if c > merged]
+    assert len(new_ids) == 2
+    for cluster_id in new_ids:
+        assert "from cluster(s) 0;" in supervisor.cluster_view.get(cluster_id)["bc_classificationReason"]
+
+
+def test_without_bombcell_results_phy_opens_and_says_why(ks_dataset_copy, open_phy):
+    shutil.rmtree(ks_dataset_copy / "bombcell")
+    controller, gui = open_phy(ks_dataset_copy)
+    assert "no Bombcell results" in gui.status_message and "bombcell/, qMetrics/" in gui.status_message
+    assert {r["bc_label"] for r in rows(controller).values()} == {NO_ROW_LABEL}
+    select(controller, [0])
+    assert "no Bombcell results" in dock(gui).content.reason
+
+
+def test_exported_static_column_does_not_duplicate_or_contradict(ks_dataset_copy, open_phy, capsys):
+    assert cli_main(["export", str(ks_dataset_copy)]) == 0
+    tsv = ks_dataset_copy / "cluster_bc_classificationReason.tsv"
+    tsv.write_text(tsv.read_text().replace("GOOD: passed all thresholds", "stale text"))
+    expected = explain_folder(ks_dataset_copy).table()
+    controller, _ = open_phy(ks_dataset_copy)
+    assert controller.supervisor.columns.count("bc_classificationReason") == 1
+    shown = rows(controller)
+    assert all(shown[c]["bc_classificationReason"] == expected.loc[c, "reason"] for c in shown)
+    assert "stale text" in tsv.read_text()  # the user's file is left as it was
