@@ -1,0 +1,447 @@
+"""Tests for install_plugin.py: every test works in tmp folders, never in the real ~/.phy."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCRIPT = REPO / "install_plugin.py"
+
+_spec = importlib.util.spec_from_file_location("install_plugin", SCRIPT)
+ip = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(ip)
+
+USER_CONFIG = textwrap.dedent(
+    """\
+    # my phy config
+    c = get_config()
+    c.Plugins.dirs = [r'/some/dir']
+    c.TemplateGUI.plugins = ['SomeOtherPlugin']
+    c.WaveformView.n_spikes_waveforms = 42
+    """
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_real_home(tmp_path, monkeypatch):
+    """Make sure nothing can reach the real ~/.phy, even by accident."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+
+
+def load_phy_config(config_dir):
+    """Load phy_config.py with Phy's own loader, as Phy does at startup."""
+    from phy.utils.config import load_master_config
+
+    config = load_master_config(config_dir=Path(config_dir))
+    assert config, "Phy failed to load phy_config.py (load_master_config returned {})"
+    return config
+
+
+def snapshot(root):
+    """Every path under root with its bytes (None for dirs)."""
+    root = Path(root)
+    if not root.exists():
+        return None
+    return {
+        str(p.relative_to(root)): (None if p.is_dir() else p.read_bytes()) for p in sorted(root.rglob("*"))
+    }
+
+
+def paths(cfg):
+    return cfg / "plugins", cfg / "plugins" / "phy_bcreason_loader.py", cfg / "phy_config.py"
+
+
+def run_cli(*args, env=None, cwd=None):
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=60
+    )
+
+
+# ------------------------------------------------------------------------------
+# install
+# ------------------------------------------------------------------------------
+
+
+def test_fresh_install_creates_files_and_phy_reads_lists(tmp_path):
+    cfg = tmp_path / "cfg"
+    plugins, loader, config = paths(cfg)
+    actions = ip.install(cfg)
+
+    assert loader.is_file() and config.is_file()
+    assert "from phy_bcreason.plugin import BombcellReasonPlugin" in loader.read_text()
+    assert "--uninstall" in loader.read_text()  # header says how to remove it
+    text = config.read_text()
+    assert text.startswith(ip.phy_default_config(cfg))  # Phy's own default template is kept
+    assert text.count(ip.BEGIN_MARKER) == 1 and text.count(ip.END_MARKER) == 1
+    assert len(actions) >= 2 and all("\n" not in a for a in actions)
+    assert not (cfg / "phy_config.py.bcreason-backup").exists()  # nothing to back up
+
+    config_obj = load_phy_config(cfg)
+    dirs, gui_plugins = config_obj.Plugins.dirs, config_obj.TemplateGUI.plugins
+    assert type(dirs) is list and type(gui_plugins) is list
+    assert dirs == [str(plugins)]
+    assert gui_plugins == ["BombcellReasonPlugin"]
+
+
+def test_existing_config_keeps_other_plugins_and_settings(tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    plugins, loader, config = paths(cfg)
+    config.write_text(USER_CONFIG)
+
+    ip.install(cfg)
+
+    assert config.read_text().startswith(USER_CONFIG)  # append-only
+    assert (cfg / "phy_config.py.bcreason-backup").read_text() == USER_CONFIG
+    c = load_phy_config(cfg)
+    assert c.Plugins.dirs == ["/some/dir", str(plugins)]
+    assert c.TemplateGUI.plugins == ["SomeOtherPlugin", "BombcellReasonPlugin"]
+    assert c.WaveformView.n_spikes_waveforms == 42
+
+
+@pytest.mark.parametrize(
+    "user_text, want_dirs, want_plugins",
+    [
+        # no `c = get_config()` line at all
+        ("# only a comment\n", ["{plugins}"], ["BombcellReasonPlugin"]),
+        # empty file
+        ("", ["{plugins}"], ["BombcellReasonPlugin"]),
+        # traitlets lazy values (c.X.y.append on an unset trait leaves a LazyConfigValue)
+        (
+            "c = get_config()\nc.TemplateGUI.plugins.append('Lazy')\nc.Plugins.dirs.append(r'/lazy')\n",
+            ["/lazy", "{plugins}"],
+            ["Lazy", "BombcellReasonPlugin"],
+        ),
+        # tuples, plugin already listed, plugins dir already listed with a trailing slash
+        (
+            "c = get_config()\nc.TemplateGUI.plugins = ('BombcellReasonPlugin', 'X')\n"
+            "c.Plugins.dirs = (r'{plugins}/',)\n",
+            ["{plugins}/"],
+            ["BombcellReasonPlugin", "X"],
+        ),
+        # something that is not a list at all
+        ("c = get_config()\nc.TemplateGUI.plugins = None\n", ["{plugins}"], ["BombcellReasonPlugin"]),
+    ],
+    ids=["no-get_config", "empty", "lazy-append", "tuples-already-present", "none"],
+)
+def test_block_is_robust_to_user_file_shapes(tmp_path, user_text, want_dirs, want_plugins):
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    plugins, _, config = paths(cfg)
+    config.write_text(user_text.format(plugins=plugins))
+
+    ip.install(cfg)
+
+    c = load_phy_config(cfg)
+    assert type(c.Plugins.dirs) is list and type(c.TemplateGUI.plugins) is list
+    assert c.Plugins.dirs == [d.format(plugins=plugins) for d in want_dirs]
+    assert c.TemplateGUI.plugins == want_plugins
+
+
+def test_install_twice_is_idempotent_and_keeps_original_backup(tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    plugins, loader, config = paths(cfg)
+    backup = cfg / "phy_config.py.bcreason-backup"
+    config.write_text(USER_CONFIG)
+
+    ip.install(cfg)
+    after_first = snapshot(cfg)
+    second = ip.install(cfg)
+    assert snapshot(cfg) == after_first
+    assert any(a.startswith("loader already installed") for a in second)
+    assert any(a.startswith("config block already present") for a in second)
+
+    # An outdated block (e.g. from an older installer) is replaced in place, not duplicated,
+    # and the backup still holds the user's original file.
+    config.write_text(config.read_text().replace("'BombcellReasonPlugin'", "'OldName'"))
+    ip.install(cfg)
+    text = config.read_text()
+    assert text.count(ip.BEGIN_MARKER) == 1 and text.count(ip.END_MARKER) == 1
+    assert "OldName" not in text
+    assert backup.read_text() == USER_CONFIG
+    assert sorted(p.name for p in plugins.iterdir()) == ["phy_bcreason_loader.py"]
+
+    c = load_phy_config(cfg)
+    assert c.Plugins.dirs == ["/some/dir", str(plugins)]
+    assert c.TemplateGUI.plugins == ["SomeOtherPlugin", "BombcellReasonPlugin"]
+
+
+def test_existing_backup_is_not_overwritten(tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    _, _, config = paths(cfg)
+    backup = cfg / "phy_config.py.bcreason-backup"
+    config.write_text(USER_CONFIG)
+    backup.write_text("# an older backup\n")
+
+    ip.install(cfg)
+    assert backup.read_text() == "# an older backup\n"
+
+
+# ------------------------------------------------------------------------------
+# uninstall
+# ------------------------------------------------------------------------------
+
+
+def test_uninstall_restores_original_byte_for_byte(tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    _, loader, config = paths(cfg)
+    # CRLF line endings and no trailing newline: the hardest case to undo by text editing.
+    original = USER_CONFIG.replace("\n", "\r\n").rstrip().encode() + b"  # no newline"
+    config.write_bytes(original)
+
+    ip.install(cfg)
+    assert config.read_bytes() != original
+    assert b"\r\n# >>> phy-bcreason >>>" in config.read_bytes()  # block follows the file's line endings
+    assert load_phy_config(cfg).TemplateGUI.plugins == ["SomeOtherPlugin", "BombcellReasonPlugin"]
+
+    ip.uninstall(cfg)
+    assert config.read_bytes() == original
+    assert not loader.exists()
+    assert not (cfg / "phy_config.py.bcreason-backup").exists()
+
+
+def test_uninstall_after_fresh_install_removes_config(tmp_path):
+    cfg = tmp_path / "cfg"
+    _, loader, config = paths(cfg)
+    ip.install(cfg)
+    assert config.exists()
+
+    ip.uninstall(cfg)
+    assert not config.exists()
+    assert not loader.exists()
+    assert not (cfg / "phy_config.py.bcreason-backup").exists()
+
+
+def test_uninstall_keeps_edits_made_after_install(tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    _, loader, config = paths(cfg)
+    config.write_text(USER_CONFIG)
+    ip.install(cfg)
+    with config.open("a") as f:
+        f.write("c.TemplateGUI.n_spikes_amplitudes = 7\n")
+
+    ip.uninstall(cfg)
+    text = config.read_text()
+    assert ip.BEGIN_MARKER not in text and "BombcellReasonPlugin" not in text
+    assert text == USER_CONFIG + "c.TemplateGUI.n_spikes_amplitudes = 7\n"
+    assert not loader.exists()
+
+
+def test_uninstall_removes_block_when_no_backup(tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    _, _, config = paths(cfg)
+    config.write_text(USER_CONFIG)
+    ip.install(cfg)
+    (cfg / "phy_config.py.bcreason-backup").unlink()
+
+    ip.uninstall(cfg)
+    assert config.read_text() == USER_CONFIG
+
+
+def test_uninstall_leaves_foreign_loader_alone(tmp_path):
+    cfg = tmp_path / "cfg"
+    plugins, loader, _ = paths(cfg)
+    plugins.mkdir(parents=True)
+    loader.write_text("# somebody else's file\n")
+    ip.uninstall(cfg)
+    assert loader.read_text() == "# somebody else's file\n"
+
+
+def test_uninstall_when_nothing_installed_is_harmless(tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    (cfg / "phy_config.py").write_text(USER_CONFIG)
+    before = snapshot(cfg)
+    ip.uninstall(cfg)
+    assert snapshot(cfg) == before
+    assert ip.uninstall(tmp_path / "missing") and not (tmp_path / "missing").exists()
+
+
+# ------------------------------------------------------------------------------
+# dry run
+# ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("existing", [None, USER_CONFIG], ids=["fresh", "existing"])
+def test_dry_run_writes_nothing(tmp_path, existing):
+    cfg = tmp_path / "cfg"
+    if existing is not None:
+        cfg.mkdir()
+        (cfg / "phy_config.py").write_text(existing)
+    before = snapshot(tmp_path)
+
+    actions = ip.install(cfg, dry_run=True)
+    assert actions and all(a.startswith("[dry-run]") for a in actions)
+    assert snapshot(tmp_path) == before
+
+    ip.install(cfg)
+    installed = snapshot(tmp_path)
+    assert installed != before
+    actions = ip.uninstall(cfg, dry_run=True)
+    assert any(a.startswith("[dry-run]") for a in actions)
+    assert snapshot(tmp_path) == installed
+
+
+# ------------------------------------------------------------------------------
+# Phy really picks the plugin up
+# ------------------------------------------------------------------------------
+
+_ATTACH_SCRIPT = textwrap.dedent(
+    """\
+    import sys
+    from pathlib import Path
+    {prelude}
+    from phy.utils.plugin import attach_plugins
+
+    class Controller:
+        gui_name = 'TemplateGUI'
+
+    ctrl = Controller()
+    print('ATTACHED', attach_plugins(ctrl, config_dir=Path(sys.argv[1])))
+    print('FLAG', getattr(ctrl, 'bcreason_attached', False))
+    """
+)
+
+
+def _run_phy(tmp_path, cfg, prelude="", pythonpath=None):
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", HOME=str(tmp_path / "home"))
+    env.pop("PYTHONPATH", None)
+    if pythonpath:
+        env["PYTHONPATH"] = str(pythonpath)
+    script = _ATTACH_SCRIPT.format(prelude=prelude)
+    return subprocess.run(
+        [sys.executable, "-c", script, str(cfg)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120,
+    )
+
+
+_CONTROLLER_SCRIPT = textwrap.dedent(
+    """\
+    import sys
+    from pathlib import Path
+    from phy.apps.template import TemplateController, get_template_params
+
+    config_dir, ks_dir = Path(sys.argv[1]), Path(sys.argv[2])
+    controller = TemplateController(config_dir=config_dir, clear_cache=True, enable_threading=False,
+                                    **get_template_params(str(ks_dir / 'params.py')))
+    print('ATTACHED', list(controller.attached_plugins))
+    print('COLUMN', controller.cluster_metrics['bc_label'](0) if 'bc_label' in controller.cluster_metrics else None)
+    controller.close()
+    """
+)
+
+
+def test_template_controller_attaches_the_installed_plugin(tmp_path, ks_dataset_copy):
+    """A real TemplateController started with the installed config attaches the real plugin."""
+    cfg = tmp_path / "cfg"
+    ip.install(cfg)
+
+    def start_phy():
+        env = dict(os.environ, QT_QPA_PLATFORM="offscreen", HOME=str(tmp_path / "home"))
+        return subprocess.run([sys.executable, "-c", _CONTROLLER_SCRIPT, str(cfg), str(ks_dataset_copy)],
+                              capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+
+    res = start_phy()
+    assert res.returncode == 0, res.stderr
+    assert "ATTACHED ['BombcellReasonPlugin']" in res.stdout
+    assert "COLUMN GOOD" in res.stdout  # cluster 0 of the default dataset, as Bombcell labelled it
+
+    ip.uninstall(cfg)
+    res = start_phy()
+    assert res.returncode == 0, res.stderr
+    assert "ATTACHED []" in res.stdout
+
+
+def test_loader_warns_instead_of_crashing_when_package_missing(tmp_path):
+    cfg = tmp_path / "cfg"
+    ip.install(cfg)
+    prelude = (
+        "sys.modules['phy_bcreason'] = None  # simulate 'not installed'\n"
+        "import logging\n"
+        "h = logging.StreamHandler()  # like the phy CLI, show warnings on stderr\n"
+        "h.setLevel(logging.WARNING)\n"
+        "logging.getLogger().addHandler(h)\n"
+    )
+    res = _run_phy(tmp_path, cfg, prelude=prelude)
+    assert res.returncode == 0, res.stderr
+    assert "ATTACHED []" in res.stdout
+    assert "phy_bcreason package is not installed" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+# ------------------------------------------------------------------------------
+# CLI
+# ------------------------------------------------------------------------------
+
+
+def test_cli_install_and_uninstall(tmp_path):
+    cfg = tmp_path / "cfg"
+    _, loader, config = paths(cfg)
+    res = run_cli("--config-dir", str(cfg), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr == ""
+    assert loader.is_file() and config.is_file()
+    assert str(loader) in res.stdout
+    assert load_phy_config(cfg).TemplateGUI.plugins == ["BombcellReasonPlugin"]
+
+    res = run_cli("--config-dir", str(cfg), "--uninstall", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert not loader.exists() and not config.exists()
+
+
+def test_cli_dry_run_writes_nothing(tmp_path):
+    cfg = tmp_path / "cfg"
+    res = run_cli("--config-dir", str(cfg), "--dry-run", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "[dry-run]" in res.stdout
+    assert not cfg.exists()
+
+
+def test_cli_default_config_dir_is_home_dot_phy(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    env = dict(os.environ, HOME=str(home))
+    res = run_cli(env=env, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (home / ".phy" / "plugins" / "phy_bcreason_loader.py").is_file()
+    assert (home / ".phy" / "phy_config.py").is_file()
+
+
+@pytest.mark.parametrize("target", ["regular-file", "config-is-dir"])
+def test_cli_unwritable_target_exits_2_with_one_line(tmp_path, target):
+    if target == "regular-file":
+        cfg = tmp_path / "not_a_dir"
+        cfg.write_text("x")
+    else:
+        cfg = tmp_path / "cfg"
+        (cfg / "phy_config.py").mkdir(parents=True)
+    before = snapshot(tmp_path)
+
+    for extra in ([], ["--dry-run"], ["--uninstall"]):
+        res = run_cli("--config-dir", str(cfg), *extra, cwd=tmp_path)
+        assert res.returncode == 2, (extra, res.stdout, res.stderr)
+        lines = res.stderr.splitlines()
+        assert len(lines) == 1 and "error" in lines[0], res.stderr
+        assert "Traceback" not in res.stderr
+    assert snapshot(tmp_path) == before
+
+
+def test_cli_refuses_half_marked_config(tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    config = cfg / "phy_config.py"
+    config.write_text(USER_CONFIG + ip.BEGIN_MARKER + "\n")
+    res = run_cli("--config-dir", str(cfg), cwd=tmp_path)
+    assert res.returncode == 2
+    assert len(res.stderr.splitlines()) == 1
+    assert config.read_text() == USER_CONFIG + ip.BEGIN_MARKER + "\n"
