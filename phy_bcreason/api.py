@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import contextlib
-import sys
+import io
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +23,10 @@ from .engine import Explanation, evaluate
 def bombcell_labels(metrics: pd.DataFrame, params: dict) -> np.ndarray:
     """Labels from Bombcell's own classifier (`bombcell.quality_metrics.get_quality_unit_type`).
 
-    Importing Bombcell takes seconds; its chatter goes to stderr so that stdout stays clean.
+    Importing Bombcell takes seconds. What it prints (an ipywidgets banner, filled-in parameters) is
+    dropped: stdout must hold only our output, and what it reports is in the Explanation's notes.
     """
-    with contextlib.redirect_stdout(sys.stderr):
+    with contextlib.redirect_stdout(io.StringIO()):
         from bombcell.quality_metrics import get_quality_unit_type
 
         _, labels = get_quality_unit_type(dict(params), metrics)
