@@ -48,9 +48,12 @@ def run_demo(screenshot: Path | None = None, ks_dir: Path | None = None) -> int:
         shutil.copytree(ks_dir or DEMO_DATA, data)
         controller, gui = open_gui(data, Path(tmp) / "phy-config")
         gui.show()
+        gui.resize(1800, 1000)  # a fresh config has no saved geometry
         controller.supervisor.select(first_cluster_with_label(controller, "MUA"))
         if screenshot is not None:
             def grab():
+                gui.resize(1800, 1000)
+                QApplication.processEvents()
                 gui.grab().save(str(screenshot))
                 gui.close()
 

@@ -16,7 +16,7 @@ BLOCK_TITLES = {NOISE: "NOISE", NONSOMATIC: "NON-SOMATIC", MUA: "MUA"}
 
 # The four comparisons Bombcell ANDs together in its first non-somatic test.
 PEAK_GROUP = "peak1ToPeak2"
-GROUP_PHRASES = {PEAK_GROUP: "non-somatic peak1/peak2 shape (all four group thresholds)"}
+GROUP_PHRASES = {PEAK_GROUP: "peak1/peak2 shape (all 4 group thresholds)"}
 
 
 @dataclass(frozen=True)

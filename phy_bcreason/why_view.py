@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from qtpy.QtCore import Qt
+from qtpy.QtCore import QSize, Qt
 from qtpy.QtGui import QBrush, QColor, QFont
 from qtpy.QtWidgets import (
     QApplication,
@@ -22,7 +22,8 @@ from .engine import STATUS_NAMES, STATUS_TEXT
 from .live import LiveReasons
 from .rules import BLOCK_TITLES, BLOCKS, GROUP_PHRASES
 
-HEADERS = ("rule", "value", "test", "threshold", "status", "margin")
+HEADERS = ("metric", "value", "test", "margin", "status", "parameter")
+STATUS_COLUMN = HEADERS.index("status")
 STATUS_COLOURS = {  # foreground, background
     "decisive": ("#ffffff", "#a32020"),
     "also_failed": ("#ffffff", "#8a5a00"),
@@ -61,12 +62,9 @@ def _rule_line(c: dict, depth: int) -> Line:
     status_text = STATUS_TEXT[STATUS_NAMES.index(c["status"])]
     if c["note"]:
         status_text = f"{status_text}: {c['note']}"
-    if c["op"] == "isnan":
-        test, threshold = "is NaN", ""
-    else:
-        test, threshold = f"{c['op']} {c['param']}", _fmt(c["threshold"])
+    test = "is NaN" if c["op"] == "isnan" else f"{c['op']} {_fmt(c['threshold'])}"
     margin = "" if c["margin"] is None else f"{c['margin']:+.3g}"
-    return Line(depth, (c["metric"], _fmt(c["value"]), test, threshold, status_text, margin), c["status"])
+    return Line(depth, (c["metric"], _fmt(c["value"]), test, margin, status_text, c["param"] or ""), c["status"])
 
 
 def _block_status(statuses: list[str]) -> str:
@@ -153,11 +151,16 @@ class BombcellWhyView(QWidget):
         top.addWidget(self.title, 1)
         top.addWidget(self.chooser)
         top.addWidget(copy)
+        self.setStyleSheet("QWidget { background-color: #151515; color: #dddddd; }"
+                           "QHeaderView::section { background-color: #262626; color: #dddddd; }")
         layout = QVBoxLayout(self)
         layout.addLayout(top)
         layout.addWidget(self.reason)
         layout.addWidget(self.tree, 1)
         self.show_clusters([])
+
+    def sizeHint(self) -> QSize:
+        return QSize(560, 700)
 
     def show_clusters(self, cluster_ids) -> None:
         """Show the first of the selected clusters; the chooser switches between them."""
@@ -193,6 +196,8 @@ class BombcellWhyView(QWidget):
 
         def add(parent, line: Line):
             item = QTreeWidgetItem(list(line.cells))
+            for column, cell in enumerate(line.cells):
+                item.setToolTip(column, cell)
             foreground, background = STATUS_COLOURS.get(line.status, (None, None))
             for column in range(len(HEADERS)):
                 if foreground:
@@ -211,8 +216,9 @@ class BombcellWhyView(QWidget):
         for line in lines:
             add(self.tree, line)
         self.tree.expandAll()
-        for column in range(len(HEADERS) - 1):
+        for column in range(1, len(HEADERS) - 1):
             self.tree.resizeColumnToContents(column)
+        self.tree.setColumnWidth(0, 200)  # long names are elided (full text in the tooltip)
         self.tree.setUpdatesEnabled(True)
 
     def text(self) -> str:

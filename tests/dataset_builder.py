@@ -724,12 +724,20 @@ def rerun_bombcell(ks_dir, param_overrides, name, *, raw=None) -> Path:
 def copy_dataset(src, dst, *, raw="symlink") -> Path:
     """Copy a built dataset (Kilosort folder and its Bombcell output) to ``dst``.
 
+    Bombcell variant reruns in subfolders are left out.
     The raw file, if any, is symlinked (``raw="symlink"``), copied (``"copy"``) or left out
     (``None``: params.py then names no raw file). Phy's cache (``.phy``) and log are left out.
     """
     src, dst = Path(src), Path(dst)
     raw_file = raw_file_of(src)
-    ignore = shutil.ignore_patterns(".phy", "phy.log", *( [raw_file.name] if raw_file else []))
+    patterns = shutil.ignore_patterns(".phy", "phy.log", *([raw_file.name] if raw_file else []))
+
+    def ignore(folder, names):
+        # Only the default Bombcell run: variant reruns (bombcell_rerun) stay with the session's dataset.
+        reruns = {n for n in names if Path(folder) == src and n != "bombcell"
+                  and (src / n / "templates._bc_qMetrics.parquet").is_file()}
+        return set(patterns(folder, names)) | reruns
+
     shutil.copytree(src, dst, ignore=ignore)
     if raw_file is not None:
         if raw == "symlink":

@@ -15,7 +15,7 @@ from phy_bcreason import explain_folder
 from phy_bcreason.cli import main as cli_main
 from phy_bcreason.demo import open_gui
 from phy_bcreason.live import COLUMNS, NO_ROW_LABEL
-from phy_bcreason.why_view import BombcellWhyView
+from phy_bcreason.why_view import STATUS_COLUMN, BombcellWhyView
 
 
 @pytest.fixture(scope="session")
@@ -102,8 +102,9 @@ def test_selecting_a_cluster_shows_its_rules_in_the_dock(ks_dataset_copy, open_p
     assert view.reason.text() == explanation.table().loc[mua, "reason"]
     blocks = [view.tree.topLevelItem(i) for i in range(view.tree.topLevelItemCount())]
     assert [b.text(0) for b in blocks] == ["NOISE", "NON-SOMATIC", "MUA"]
-    assert blocks[2].text(4) == "decided the label" and blocks[0].text(4) == "passes"
-    shown = {blocks[2].child(i).text(0): blocks[2].child(i).text(4) for i in range(blocks[2].childCount())}
+    status = STATUS_COLUMN
+    assert blocks[2].text(status) == "decided the label" and blocks[0].text(status) == "passes"
+    shown = {blocks[2].child(i).text(0): blocks[2].child(i).text(status) for i in range(blocks[2].childCount())}
     for c in explanation.unit(mua)["decisive"]:
         assert shown[c["metric"]] == "decided the label"
     # The peak1/peak2 test is one group of four under NON-SOMATIC.
