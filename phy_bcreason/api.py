@@ -20,13 +20,14 @@ from .bombcell_io import PARAMS_FILE, BombcellResults, BombcellResultsError, fin
 from .engine import Explanation, evaluate
 
 
-def bombcell_labels(metrics: pd.DataFrame, params: dict) -> np.ndarray:
+def bombcell_labels(metrics: pd.DataFrame, params: dict, quiet: bool = True) -> np.ndarray:
     """Labels from Bombcell's own classifier (`bombcell.quality_metrics.get_quality_unit_type`).
 
-    Importing Bombcell takes seconds. What it prints (an ipywidgets banner, filled-in parameters) is
-    dropped: stdout must hold only our output, and what it reports is in the Explanation's notes.
+    Importing Bombcell takes seconds. With ``quiet`` what it prints (an ipywidgets banner, filled-in
+    parameters) is dropped, so stdout holds only our output. Not from a worker thread: redirecting stdout
+    swaps it for the whole process.
     """
-    with contextlib.redirect_stdout(io.StringIO()):
+    with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
         from bombcell.quality_metrics import get_quality_unit_type
 
         _, labels = get_quality_unit_type(dict(params), metrics)

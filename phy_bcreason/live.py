@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pandas as pd
+
 from .api import apply_judgement, explain
 from .bombcell_io import BombcellResults, BombcellResultsError, find_bombcell_dir, load_results
 from .engine import Explanation
@@ -26,7 +28,22 @@ class LiveReasons:
         self.error = error
         self.origins: dict[int, tuple[int, ...]] = {}  # new cluster id -> Bombcell clusters it came from
         self._rows = {} if explanation is None else {int(c): i for i, c in enumerate(explanation.cluster_ids)}
-        self._table = None if explanation is None else explanation.table()
+        self._columns: dict[int, dict] = {}
+        self._refresh_columns()
+
+    def _refresh_columns(self) -> None:
+        """Phy asks for every column of every cluster at start-up: answer from plain dicts, built once."""
+        if self.explanation is None:
+            return
+        table = self.explanation.table()
+        margins = [round(m, 3) if math.isfinite(m) else math.nan for m in table["margin"].tolist()]
+        self._columns = {
+            int(cluster_id): {"bc_label": label, "bc_classificationReason": reason, "bc_nFailed": n,
+                              "bc_margin": margin}
+            for cluster_id, label, reason, n, margin in zip(
+                table.index.tolist(), table["label"].tolist(), table["reason"].tolist(),
+                table["n_decisive"].tolist(), margins)
+        }
 
     @classmethod
     def load(cls, ks_dir: str | Path, bombcell_dir: str | Path | None = None) -> LiveReasons:
@@ -42,14 +59,14 @@ class LiveReasons:
     def status_line(self) -> str:
         if self.explanation is None:
             return f"phy-bcreason: {self.error}"
-        counts = self._table["label"].replace("", "(empty)").value_counts()
+        counts = pd.Series(self.explanation.labels).replace("", "(empty)").value_counts()
         summary = ", ".join(f"{n} {label}" for label, n in counts.items())
         return f"phy-bcreason: Bombcell labels from {self.explanation.source}: {summary}"
 
     def apply_judgement(self, judged) -> list[int]:
         """Apply Bombcell's own labels (computed off the GUI thread); returns the cluster ids that changed."""
         rows = apply_judgement(self.explanation, judged)
-        self._table = self.explanation.table()
+        self._refresh_columns()
         return [int(self.explanation.cluster_ids[r]) for r in rows]
 
     def has_row(self, cluster_id: int) -> bool:
@@ -60,17 +77,11 @@ class LiveReasons:
 
     def column_values(self, cluster_id: int) -> dict:
         """The four plugin columns for one cluster (NaN numbers where there is nothing to show)."""
-        if not self.has_row(cluster_id):
+        values = self._columns.get(int(cluster_id))
+        if values is None:
             return {"bc_label": NO_ROW_LABEL, "bc_classificationReason": self.why_no_row(cluster_id),
                     "bc_nFailed": math.nan, "bc_margin": math.nan}
-        row = self._rows[int(cluster_id)]
-        margin = float(self._table["margin"].iat[row])
-        return {
-            "bc_label": str(self._table["label"].iat[row]),
-            "bc_classificationReason": str(self._table["reason"].iat[row]),
-            "bc_nFailed": int(self._table["n_decisive"].iat[row]),
-            "bc_margin": round(margin, 3) if math.isfinite(margin) else math.nan,
-        }
+        return values
 
     def why_no_row(self, cluster_id: int) -> str:
         if self.explanation is None:

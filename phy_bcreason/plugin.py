@@ -102,7 +102,7 @@ class BombcellReasonPlugin(IPlugin):
 def _judge(live: LiveReasons, judgement: _Judgement) -> None:
     """Off the GUI thread (importing Bombcell takes seconds): Bombcell's own labels for the same results."""
     try:
-        judged = bombcell_labels(live.results.metrics, live.results.params)
+        judged = bombcell_labels(live.results.metrics, live.results.params, quiet=False)
     except Exception as exc:
         logger.warning("phy-bcreason: Bombcell's own classifier could not run (%s); labels are the rule "
                        "table's", exc)
