@@ -113,3 +113,19 @@ def test_row_index_is_used_only_without_phy_cluster_id(ks_dataset, tmp_path):
     explanation = explain_folder(ks_dataset, folder)
     assert list(explanation.cluster_ids) == list(range(len(metrics)))
     assert any("no phy_clusterID column" in note for note in explanation.notes)
+
+
+def test_a_disagreement_with_bombcell_is_reported_and_bombcells_label_wins(ks_dataset):
+    """The rule table has never disagreed with Bombcell here; if it ever does, the user must see it."""
+    from phy_bcreason.api import apply_judgement
+
+    explanation = explain_folder(ks_dataset, check=False)
+    judged = explanation.labels.copy()
+    judged[0] = "MUA"  # pretend Bombcell's classifier said otherwise for cluster 0
+    rows = apply_judgement(explanation, judged)
+    assert list(rows) == [0]
+    assert explanation.labels[0] == "MUA"
+    assert "Bombcell's classifier says 'MUA'" in explanation.reasons[0] and "'GOOD'" in explanation.reasons[0]
+    assert explanation.mismatches.to_dict("records") == [
+        {"cluster_id": 0, "bombcell_label": "MUA", "rule_table_label": "GOOD"}]
+    assert any("disagrees" in note for note in explanation.notes)

@@ -169,3 +169,28 @@ def test_exported_static_column_does_not_duplicate_or_contradict(ks_dataset_copy
     shown = rows(controller)
     assert all(shown[c]["bc_classificationReason"] == expected.loc[c, "reason"] for c in shown)
     assert "stale text" in tsv.read_text()  # the user's file is left as it was
+
+
+def test_unreadable_results_leave_phy_working(ks_dataset_copy, open_phy):
+    metrics = ks_dataset_copy / "bombcell" / "templates._bc_qMetrics.parquet"
+    metrics.write_bytes(metrics.read_bytes()[:300])
+    before = sorted(p.name for p in ks_dataset_copy.iterdir())
+    controller, gui = open_phy(ks_dataset_copy)
+    assert "cannot read as parquet" in gui.status_message and "templates._bc_qMetrics.parquet" in gui.status_message
+    select(controller, [3])
+    assert "cannot read as parquet" in dock(gui).content.reason
+    assert len(metrics.read_bytes()) == 300  # the user's file is not touched
+    assert {p.name for p in ks_dataset_copy.iterdir()} - set(before) <= {".phy", "phy.log"}
+
+
+def test_demo_opens_phy_and_saves_a_screenshot(tmp_path):
+    """`phy-bcreason demo --screenshot` on the bundled dataset, as a user on a machine without a screen."""
+    import subprocess
+    import sys
+
+    png = tmp_path / "demo.png"
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    result = subprocess.run([sys.executable, "-m", "phy_bcreason", "demo", "--screenshot", str(png)],
+                            capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
