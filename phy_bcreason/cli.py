@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .api import explain_folder
-from .bombcell_io import BombcellResultsError
+from .api import explain
+from .bombcell_io import BombcellResultsError, find_bombcell_dir, load_results
 from .engine import STATUS_NAMES, Explanation
+from .whatif import WhatIfError, describe_overrides, label_changes, parse_settings
 
 REASON_COLUMN = "bc_classificationReason"
 REASON_FILE = f"cluster_{REASON_COLUMN}.tsv"
@@ -92,8 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--bombcell-dir", type=Path, default=None,
                        help="Bombcell results folder (default: found next to the Kilosort output)")
 
+    def add_set_arg(p):
+        p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
+                       help="what-if: use this threshold or switch instead of the saved one (repeatable)")
+
     p = sub.add_parser("explain", help="label, reason and failing comparisons per cluster")
     add_folder_args(p)
+    add_set_arg(p)
     p.add_argument("--cluster", type=int, nargs="+", default=None, help="only these cluster ids")
     p.add_argument("--json", action="store_true", help="print one JSON array, one object per cluster")
 
@@ -102,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("summary", help="units per label and per decisive rule")
     add_folder_args(p)
+    add_set_arg(p)
 
     p = sub.add_parser("demo", help="open Phy on the bundled demo dataset with the plugin attached")
     p.add_argument("--screenshot", type=Path, default=None, metavar="FILE",
@@ -114,9 +121,15 @@ def run(args: argparse.Namespace) -> int:
         from .demo import run_demo
 
         return run_demo(args.screenshot)
-    explanation = explain_folder(args.ks_dir, args.bombcell_dir)
+    results = load_results(find_bombcell_dir(args.ks_dir, args.bombcell_dir))
+    overrides = parse_settings(getattr(args, "set", []))
+    explanation = explain(results, overrides=overrides)
     for note in explanation.notes:
         print(f"note: {note}", file=sys.stderr)
+    if overrides:
+        changes, _ = label_changes(explain(results, check=False), explanation)
+        print(f"what-if: {describe_overrides(results.params, overrides)}: {changes}",
+              file=sys.stdout if args.command == "summary" else sys.stderr)
     if args.command == "explain":
         ids = _selected_ids(explanation, args.cluster)
         if args.json:
@@ -135,6 +148,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except (BombcellResultsError, UsageError) as exc:
+    except (BombcellResultsError, UsageError, WhatIfError) as exc:
         print(f"phy-bcreason: {exc}", file=sys.stderr)
         return 2

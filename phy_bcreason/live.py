@@ -11,6 +11,7 @@ import pandas as pd
 from .api import apply_judgement, explain
 from .bombcell_io import BombcellResults, BombcellResultsError, find_bombcell_dir, load_results
 from .engine import Explanation
+from .whatif import describe_overrides, label_changes, save_parameters
 
 COLUMNS = ("bc_label", "bc_classificationReason", "bc_nFailed", "bc_margin")
 # Static files Bombcell (or an earlier export) leaves in the Kilosort folder whose columns these replace.
@@ -23,7 +24,9 @@ class LiveReasons:
 
     def __init__(self, explanation: Explanation | None = None, error: str | None = None,
                  results: BombcellResults | None = None):
-        self.explanation = explanation
+        self.explanation = explanation  # what the columns and the dock show (with what-if edits, if any)
+        self.saved = explanation        # at the parameters Bombcell ran with
+        self.overrides: dict = {}
         self.results = results
         self.error = error
         self.origins: dict[int, tuple[int, ...]] = {}  # new cluster id -> Bombcell clusters it came from
@@ -48,7 +51,7 @@ class LiveReasons:
     @classmethod
     def load(cls, ks_dir: str | Path, bombcell_dir: str | Path | None = None) -> LiveReasons:
         try:
-            results = load_results(find_bombcell_dir(ks_dir, bombcell_dir))
+            results = load_results(find_bombcell_dir(ks_dir, bombcell_dir), ks_dir=ks_dir)
             return cls(explain(results, check=False), results=results)
         except BombcellResultsError as exc:
             return cls(error=str(exc))
@@ -59,15 +62,45 @@ class LiveReasons:
     def status_line(self) -> str:
         if self.explanation is None:
             return f"phy-bcreason: {self.error}"
+        if self.overrides:
+            return f"phy-bcreason: {self.whatif_line()}"
         counts = pd.Series(self.explanation.labels).replace("", "(empty)").value_counts()
         summary = ", ".join(f"{n} {label}" for label, n in counts.items())
         return f"phy-bcreason: Bombcell labels from {self.explanation.source}: {summary}"
 
     def apply_judgement(self, judged) -> list[int]:
-        """Apply Bombcell's own labels (computed off the GUI thread); returns the cluster ids that changed."""
-        rows = apply_judgement(self.explanation, judged)
+        """Apply Bombcell's own labels for the saved parameters (computed off the GUI thread); returns the
+        cluster ids that changed."""
+        rows = apply_judgement(self.saved, judged)
+        if not self.overrides:
+            self._refresh_columns()
+        return [int(self.saved.cluster_ids[r]) for r in rows]
+
+    def set_overrides(self, overrides: dict) -> list[int]:
+        """Re-explain every cluster with edited thresholds or switches ({} restores the saved run).
+
+        Returns the cluster ids whose column values changed.
+        """
+        if self.results is None:
+            return []
+        before = self._columns
+        self.overrides = dict(overrides)
+        self.explanation = explain(self.results, overrides=self.overrides, check=False) if overrides else self.saved
         self._refresh_columns()
-        return [int(self.explanation.cluster_ids[r]) for r in rows]
+        return [c for c, values in self._columns.items() if before.get(c) != values]
+
+    def whatif_line(self) -> str | None:
+        """'what-if: maxRPVviolations 0.1 -> 0.2: 3 MUA -> GOOD' while edits are active."""
+        if not self.overrides:
+            return None
+        changes, _ = label_changes(self.saved, self.explanation)
+        return f"what-if: {describe_overrides(self.saved.params, self.overrides)}: {changes}"
+
+    def changed_clusters(self) -> list[int]:
+        return label_changes(self.saved, self.explanation)[1] if self.overrides else []
+
+    def save_overrides(self) -> Path:
+        return save_parameters(self.results.folder, self.results.params, self.overrides)
 
     def has_row(self, cluster_id: int) -> bool:
         return int(cluster_id) in self._rows

@@ -51,6 +51,8 @@ class BombcellReasonPlugin(IPlugin):
 
         def create_view():
             view = BombcellWhyView(live)
+            view.on_overrides = _never_raise(lambda overrides: self._set_overrides(overrides))
+            view.on_list = _never_raise(lambda cluster_ids: self._list(cluster_ids))
             supervisor = getattr(controller, "supervisor", None)
             if supervisor is not None:
                 view.show_clusters(supervisor.selected_clusters)
@@ -85,6 +87,27 @@ class BombcellReasonPlugin(IPlugin):
             def on_cluster(sender, up):
                 if up.added:
                     refresh(live.record_clustering(up.descendants))
+
+            def set_overrides(overrides):
+                """A what-if edit from a dock: re-explain every cluster, update columns, docks, status bar."""
+                changed = live.set_overrides(overrides)
+                rows = [{"id": c, **live.column_values(c)} for c in changed if c in supervisor.clustering.cluster_ids]
+                if rows:
+                    supervisor.cluster_view.change(rows)
+                for view in gui.list_views(VIEW_NAME):
+                    view.refresh()
+                gui.status_message = live.status_line()
+                if not overrides and listing:  # reset: drop the filter that List set
+                    supervisor.cluster_view.filter("")
+                    listing.clear()
+
+            listing = []
+
+            def list_clusters(cluster_ids):
+                supervisor.cluster_view.filter(" or ".join(f"id == {c}" for c in cluster_ids) or "id < 0")
+                listing.append(True)
+
+            self._set_overrides, self._list = set_overrides, list_clusters
 
             judgement = _Judgement()
             judgement.done.connect(_never_raise(lambda judged: _apply_judgement(live, judged, gui, refresh)))

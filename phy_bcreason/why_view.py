@@ -8,7 +8,9 @@ from qtpy.QtCore import QSize, Qt
 from qtpy.QtGui import QBrush, QColor, QFont
 from qtpy.QtWidgets import (
     QApplication,
+    QCheckBox,
     QComboBox,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -20,10 +22,12 @@ from qtpy.QtWidgets import (
 
 from .engine import STATUS_NAMES, STATUS_TEXT
 from .live import LiveReasons
-from .rules import BLOCK_TITLES, BLOCKS, GROUP_PHRASES
+from .rules import BLOCK_TITLES, BLOCKS, GROUP_PHRASES, SWITCHES
+from .whatif import WhatIfError, parse_value
 
-HEADERS = ("metric", "value", "test", "margin", "status", "parameter")
+HEADERS = ("metric", "value", "test", "threshold", "margin", "status", "parameter")
 STATUS_COLUMN = HEADERS.index("status")
+THRESHOLD_COLUMN = HEADERS.index("threshold")
 STATUS_COLOURS = {  # foreground, background
     "decisive": ("#ffffff", "#a32020"),
     "also_failed": ("#ffffff", "#8a5a00"),
@@ -34,6 +38,13 @@ STATUS_COLOURS = {  # foreground, background
 }
 LABEL_COLOURS = {"GOOD": "#2ca02c", "MUA": "#ff7f0e", "NOISE": "#d62728", "NON-SOMA": "#9467bd",
                  "NON-SOMA GOOD": "#9467bd", "NON-SOMA MUA": "#9467bd"}
+
+
+def _same(a, b) -> bool:
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return a == b
 
 
 def _fmt(x) -> str:
@@ -48,6 +59,7 @@ class Line:
     cells: tuple[str, ...]
     status: str | None = None
     children: list[Line] = field(default_factory=list)
+    param: str | None = None  # the threshold in this row can be edited (what-if)
 
 
 @dataclass
@@ -62,9 +74,10 @@ def _rule_line(c: dict, depth: int) -> Line:
     status_text = STATUS_TEXT[STATUS_NAMES.index(c["status"])]
     if c["note"]:
         status_text = f"{status_text}: {c['note']}"
-    test = "is NaN" if c["op"] == "isnan" else f"{c['op']} {_fmt(c['threshold'])}"
+    test, threshold = ("is NaN", "") if c["op"] == "isnan" else (c["op"], _fmt(c["threshold"]))
     margin = "" if c["margin"] is None else f"{c['margin']:+.3g}"
-    return Line(depth, (c["metric"], _fmt(c["value"]), test, margin, status_text, c["param"] or ""), c["status"])
+    cells = (c["metric"], _fmt(c["value"]), test, threshold, margin, status_text, c["param"] or "")
+    return Line(depth, cells, c["status"], param=c["param"])
 
 
 def _block_status(statuses: list[str]) -> str:
@@ -89,7 +102,7 @@ def dock_content(live: LiveReasons, cluster_id: int) -> DockContent:
         in_block = [c for c in comparisons if c["block"] == block]
         status = _block_status([c["status"] for c in in_block])
         verdict = STATUS_TEXT[STATUS_NAMES.index(status)]
-        block_line = Line(0, (BLOCK_TITLES[block], "", "", "", verdict, ""), status)
+        block_line = Line(0, (BLOCK_TITLES[block], "", "", "", "", verdict, ""), status)
         groups: dict[str, Line] = {}
         for c in in_block:
             if not c["group"]:
@@ -97,14 +110,14 @@ def dock_content(live: LiveReasons, cluster_id: int) -> DockContent:
                 continue
             if c["group"] not in groups:
                 groups[c["group"]] = Line(1, (GROUP_PHRASES.get(c["group"], c["group"]), "", "all hold",
-                                              "", "", ""))
+                                              "", "", "", ""))
                 block_line.children.append(groups[c["group"]])
             groups[c["group"]].children.append(_rule_line(c, 2))
         for group in groups.values():
             members = [child.status for child in group.children]
             held = sum(c["holds"] for c in in_block if c["group"])
             group.status = _block_status(members)
-            group.cells = group.cells[:4] + (
+            group.cells = group.cells[:5] + (
                 f"{STATUS_TEXT[STATUS_NAMES.index(group.status)]} ({held} of {len(members)} hold)", "")
         content.lines.append(block_line)
     return content
@@ -131,7 +144,9 @@ class BombcellWhyView(QWidget):
         super().__init__(parent)
         self.live = live
         self.cluster_ids: list[int] = []
+        self.shown_id: int | None = None
         self.content: DockContent | None = None
+        self._filling = False
 
         self.title = QLabel()
         self.title.setTextFormat(Qt.RichText)
@@ -146,6 +161,38 @@ class BombcellWhyView(QWidget):
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(list(HEADERS))
         self.tree.setAlternatingRowColors(False)
+        self.tree.headerItem().setToolTip(THRESHOLD_COLUMN, "Double-click a threshold to try another value")
+        self.tree.itemChanged.connect(self._threshold_edited)
+
+        # What-if: switches, and a banner while edited thresholds are active.
+        self.on_overrides = self._apply_overrides  # the plugin replaces these to update Phy as well
+        self.on_list = None
+        self.switches = {}
+        switches = QGridLayout()
+        for i, name in enumerate(SWITCHES):
+            box = QCheckBox(name)
+            box.setToolTip(f"What-if: turn Bombcell's {name} on or off")
+            box.toggled.connect(lambda checked, name=name: self._edit(name, checked))
+            self.switches[name] = box
+            switches.addWidget(box, i // 3, i % 3)
+        self.whatif = QLabel()
+        self.whatif.setWordWrap(True)
+        self.whatif.setStyleSheet("background-color: #b58900; color: #000000; padding: 3px;")
+        self.list_button = QPushButton("List")
+        self.list_button.setToolTip("Show only the clusters whose label these edits change")
+        self.list_button.clicked.connect(lambda: self.on_list and self.on_list(self.live.changed_clusters()))
+        self.save_button = QPushButton("Save…")
+        self.save_button.setToolTip("Save the edited parameters next to the Bombcell results (new file)")
+        self.save_button.clicked.connect(self._save)
+        self.reset_button = QPushButton("Reset")
+        self.reset_button.setToolTip("Back to the parameters Bombcell ran with")
+        self.reset_button.clicked.connect(lambda: self.on_overrides({}))
+        banner = QHBoxLayout()
+        banner.addWidget(self.whatif, 1)
+        for button in (self.list_button, self.save_button, self.reset_button):
+            banner.addWidget(button)
+        self.banner = QWidget()
+        self.banner.setLayout(banner)
 
         top = QHBoxLayout()
         top.addWidget(self.title, 1)
@@ -155,8 +202,10 @@ class BombcellWhyView(QWidget):
                            "QHeaderView::section { background-color: #262626; color: #dddddd; }")
         layout = QVBoxLayout(self)
         layout.addLayout(top)
+        layout.addWidget(self.banner)
         layout.addWidget(self.reason)
         layout.addWidget(self.tree, 1)
+        layout.addLayout(switches)
         self.show_clusters([])
 
     def sizeHint(self) -> QSize:
@@ -176,7 +225,41 @@ class BombcellWhyView(QWidget):
         if 0 <= index < len(self.cluster_ids):
             self._show(self.cluster_ids[index])
 
+    def _edit(self, name: str, value) -> None:
+        if self.live.results is None or self._filling:
+            return
+        try:
+            value = parse_value(name, value)
+        except WhatIfError as exc:
+            self.whatif.setText(str(exc))
+            self.banner.setVisible(True)
+            return
+        saved = self.live.saved.params.get(name)
+        overrides = {k: v for k, v in self.live.overrides.items() if k != name}
+        if not _same(saved, value):
+            overrides[name] = value
+        self.on_overrides(overrides)
+
+    def _threshold_edited(self, item: QTreeWidgetItem, column: int) -> None:
+        param = item.data(THRESHOLD_COLUMN, Qt.UserRole)
+        if column == THRESHOLD_COLUMN and param and not self._filling:
+            self._edit(param, item.text(THRESHOLD_COLUMN))
+
+    def _apply_overrides(self, overrides: dict) -> None:
+        """Without Phy around (the plugin replaces this): re-explain and redraw."""
+        self.live.set_overrides(overrides)
+        self.refresh()
+
+    def _save(self) -> None:
+        path = self.live.save_overrides()
+        self.whatif.setText(f"{self.live.whatif_line()}  (saved to {path})")
+
+    def refresh(self) -> None:
+        """Redraw after the explanation changed (what-if edits, reset)."""
+        self._show(self.shown_id)
+
     def _show(self, cluster_id: int | None) -> None:
+        self.shown_id = cluster_id
         if cluster_id is None:
             message = "Select a cluster to see why Bombcell labelled it."
             self.content = DockContent("no cluster selected", self.live.error or message)
@@ -189,8 +272,20 @@ class BombcellWhyView(QWidget):
         self.title.setText(f"<b style='color:{colour}'>{self.content.title}</b>{shown}")
         self.reason.setText(self.content.reason)
         self._fill_tree(self.content.lines)
+        self._filling = True
+        params = self.live.explanation.params if self.live.explanation is not None else {}
+        for name, box in self.switches.items():
+            box.setChecked(bool(params.get(name, False)))
+            box.setEnabled(self.live.results is not None)
+            box.setStyleSheet("color: #b58900;" if name in self.live.overrides else "")
+        self._filling = False
+        line = self.live.whatif_line() if self.live.explanation is not None else None
+        self.banner.setVisible(bool(line))
+        if line:
+            self.whatif.setText(line)
 
     def _fill_tree(self, lines: list[Line]) -> None:
+        self._filling = True
         self.tree.setUpdatesEnabled(False)
         self.tree.clear()
 
@@ -198,6 +293,11 @@ class BombcellWhyView(QWidget):
             item = QTreeWidgetItem(list(line.cells))
             for column, cell in enumerate(line.cells):
                 item.setToolTip(column, cell)
+            if line.param and self.live.results is not None:
+                item.setFlags(item.flags() | Qt.ItemIsEditable)
+                item.setData(THRESHOLD_COLUMN, Qt.UserRole, line.param)
+                if line.param in self.live.overrides:
+                    item.setForeground(THRESHOLD_COLUMN, QBrush(QColor("#b58900")))
             foreground, background = STATUS_COLOURS.get(line.status, (None, None))
             for column in range(len(HEADERS)):
                 if foreground:
@@ -220,6 +320,7 @@ class BombcellWhyView(QWidget):
             self.tree.resizeColumnToContents(column)
         self.tree.setColumnWidth(0, 200)  # long names are elided (full text in the tooltip)
         self.tree.setUpdatesEnabled(True)
+        self._filling = False
 
     def text(self) -> str:
         return content_text(self.content) if self.content else ""

@@ -84,3 +84,33 @@ def bombcell_rerun():
         return path
 
     return rerun
+
+
+@pytest.fixture(scope="session")
+def qapp():
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from phy.gui.qt import QApplication
+
+    return QApplication.instance() or QApplication([])
+
+
+@pytest.fixture
+def open_phy(qapp, tmp_path):
+    """``open_phy(ks_dir) -> (controller, gui)``: a real TemplateController and GUI with the plugin,
+    closed (and Phy's event registry reset) after the test."""
+    from phylib.utils import reset
+
+    from phy_bcreason.demo import open_gui
+
+    opened = []
+
+    def _open(ks_dir):
+        controller, gui = open_gui(ks_dir, tmp_path / "phy-config")
+        opened.append((controller, gui))
+        return controller, gui
+
+    yield _open
+    for controller, gui in opened:
+        gui.close()
+        controller.close()
+    reset()

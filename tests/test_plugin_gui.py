@@ -9,34 +9,11 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np
 import pytest
 from phy.gui.qt import QApplication
-from phylib.utils import reset
 
 from phy_bcreason import explain_folder
 from phy_bcreason.cli import main as cli_main
-from phy_bcreason.demo import open_gui
 from phy_bcreason.live import COLUMNS, NO_ROW_LABEL
 from phy_bcreason.why_view import STATUS_COLUMN, BombcellWhyView
-
-
-@pytest.fixture(scope="session")
-def qapp():
-    return QApplication.instance() or QApplication([])
-
-
-@pytest.fixture
-def open_phy(qapp, tmp_path):
-    opened = []
-
-    def _open(ks_dir):
-        controller, gui = open_gui(ks_dir, tmp_path / "phy-config")
-        opened.append((controller, gui))
-        return controller, gui
-
-    yield _open
-    for controller, gui in opened:
-        gui.close()
-        controller.close()
-    reset()
 
 
 def select(controller, cluster_ids, timeout=5.0):

@@ -1,0 +1,89 @@
+"""What-if thresholds: parse edits, summarise what they change against the saved run, save them for Bombcell.
+
+Edits go through the same engine as everything else (`api.explain(results, overrides)`); this module only
+names what may be edited and describes the difference.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .engine import Explanation
+from .rules import RULES, SWITCHES
+
+THRESHOLDS: tuple[str, ...] = tuple(dict.fromkeys(r.param for r in RULES if r.param))
+EDITABLE: tuple[str, ...] = THRESHOLDS + SWITCHES
+WHATIF_PREFIX = "_bc_parameters.whatif-"
+
+
+class WhatIfError(ValueError):
+    """An edit that cannot be applied; one line for the user."""
+
+
+def parse_value(name: str, text: str) -> float | bool:
+    if name not in EDITABLE:
+        raise WhatIfError(f"{name}: not a Bombcell threshold or switch the rules read "
+                          f"(thresholds: {', '.join(THRESHOLDS)}; switches: {', '.join(SWITCHES)})")
+    text = str(text).strip()
+    if name in SWITCHES:
+        words = {"true": True, "on": True, "1": True, "yes": True,
+                 "false": False, "off": False, "0": False, "no": False}
+        if text.lower() not in words:
+            raise WhatIfError(f"{name}: expected on/off (true/false), got {text!r}")
+        return words[text.lower()]
+    try:
+        return float(text)
+    except ValueError:
+        raise WhatIfError(f"{name}: expected a number, got {text!r}") from None
+
+
+def parse_settings(settings: list[str]) -> dict:
+    """['maxRPVviolations=0.2', 'splitGoodAndMua_NonSomatic=on'] -> overrides."""
+    overrides = {}
+    for setting in settings or []:
+        name, sep, value = setting.partition("=")
+        if not sep:
+            raise WhatIfError(f"{setting}: expected NAME=VALUE")
+        overrides[name.strip()] = parse_value(name.strip(), value)
+    return overrides
+
+
+def describe_overrides(saved_params: dict, overrides: dict) -> str:
+    """'maxRPVviolations 0.1 -> 0.2, splitGoodAndMua_NonSomatic off -> on'."""
+    def show(name, value):
+        if name in SWITCHES:
+            return "on" if bool(value) else "off"
+        return "unset" if value is None else f"{float(value):g}"
+
+    return ", ".join(f"{name} {show(name, saved_params.get(name))} -> {show(name, value)}"
+                     for name, value in overrides.items())
+
+
+def label_changes(saved: Explanation, edited: Explanation) -> tuple[str, list[int]]:
+    """'12 MUA -> GOOD, 3 GOOD -> MUA' and the cluster ids whose label changed."""
+    changed = np.flatnonzero(saved.labels != edited.labels)
+    moves = Counter((saved.labels[i] or "(empty)", edited.labels[i] or "(empty)") for i in changed)
+    text = ", ".join(f"{n} {old} -> {new}" for (old, new), n in moves.most_common()) or "no label changes"
+    return text, [int(saved.cluster_ids[i]) for i in changed]
+
+
+def save_parameters(folder: Path, params: dict, overrides: dict) -> Path:
+    """Write the saved parameters with the edits applied, as a one-row parquet Bombcell users can load:
+
+        param = pandas.read_parquet(path).iloc[0].to_dict(); bombcell.run_bombcell(ks_dir, save_path, param)
+
+    Next to the Bombcell results, under a new name: never over the original parameter file.
+    """
+    path = Path(folder) / f"{WHATIF_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}.parquet"
+    n = 1
+    while path.exists():
+        path = path.with_name(f"{WHATIF_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{n}.parquet")
+        n += 1
+    edited = {**params, **overrides}
+    pd.DataFrame([edited]).to_parquet(path)
+    return path
