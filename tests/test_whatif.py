@@ -46,12 +46,16 @@ def test_editing_a_threshold_in_the_dock_changes_exactly_bombcells_labels(ks_dat
     assert flipped  # the edit matters on this dataset
 
     controller, gui = open_phy(ks_dataset_copy)
+    cluster_view = controller.supervisor.cluster_view
+    cluster_view.sort_by("bc_label", "asc")
     select(controller, [flipped[0]])
     view = dock(gui)
     assert not view.banner.isVisibleTo(view)
     rule_item(view, "fractionRPVs_estimatedTauR").setText(THRESHOLD_COLUMN, "0.5")  # as a user's edit commits
 
     assert shown_labels(controller) == edited
+    in_view_order = [cluster_view.get(c)["bc_label"] for c in cluster_view.get_ids()]
+    assert in_view_order == sorted(in_view_order)  # the sort follows the edited labels
     assert view.banner.isVisibleTo(view) and "maxRPVviolations 0.1 -> 0.5" in view.whatif.text()
     assert f"{len(flipped)} MUA -> GOOD" in gui.status_message
     view.list_button.click()
