@@ -94,4 +94,5 @@ def explain_folder(ks_dir: str | Path, bombcell_dir: str | Path | None = None, *
     Raises `BombcellResultsError` (one-line message naming the file) when the results cannot be read or the
     parameters lack a threshold that Bombcell cannot back-fill.
     """
-    return explain(load_results(find_bombcell_dir(ks_dir, bombcell_dir)), overrides=overrides, check=check)
+    results = load_results(find_bombcell_dir(ks_dir, bombcell_dir), ks_dir=ks_dir)
+    return explain(results, overrides=overrides, check=check)

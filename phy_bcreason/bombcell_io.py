@@ -1,7 +1,8 @@
 """Find and read a Bombcell results folder next to a Kilosort output; map its rows to Phy cluster ids.
 
-Reads only the parquet tables, never the pickles in `for_GUI/`. Every failure is a `BombcellResultsError`
-whose message names the file and what is wrong with it, in one line.
+Reads only the parquet tables, never the pickles in `for_GUI/`, and writes nothing. Every failure is a
+`BombcellResultsError` whose message names the file and what is wrong with it, in one line; problems that
+leave the results usable are one-line `BombcellResults.notes`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .rules import METRICS, RULES
+
 METRICS_FILE = "templates._bc_qMetrics.parquet"
 PARAMS_FILE = "_bc_parameters._bc_qMetrics.parquet"
 CONVENTIONAL_DIRS = ("bombcell", "qMetrics")
+# Where Phy takes each spike's cluster from (spike_templates.npy when a folder was never curated).
+SPIKE_FILES = ("spike_clusters.npy", "spike_templates.npy")
+# Threshold names of Bombcell <= 0.31 (its parameters were snake_case; 0.40 switched to camelCase).
+SNAKE_CASE_THRESHOLDS = ("max_n_peaks", "max_n_troughs", "min_wave_duration", "max_wave_duration",
+                         "max_wave_baseline_fraction", "max_perc_spikes_missing", "min_num_spikes_total",
+                         "max_RPV", "min_presence_ratio")
+CAMEL_CASE_THRESHOLDS = tuple(dict.fromkeys(r.param for r in RULES if r.param))
 
 
 class BombcellResultsError(Exception):
@@ -51,31 +61,160 @@ def find_bombcell_dir(ks_dir: str | Path, bombcell_dir: str | Path | None = None
     )
 
 
+def _first_line(exc: Exception) -> str:
+    return str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def _read_parquet(path: Path) -> pd.DataFrame:
     if not path.is_file():
         raise BombcellResultsError(f"{path}: file not found")
     try:
         return pd.read_parquet(path)
     except Exception as exc:  # pyarrow raises many types for truncated or foreign files
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise BombcellResultsError(f"{path}: cannot read as parquet ({reason})") from None
+        raise BombcellResultsError(f"{path}: cannot read as parquet ({_first_line(exc)})") from None
 
 
-def load_results(folder: str | Path) -> BombcellResults:
-    """Parameters (one row) and metrics (one row per unit) of a Bombcell run, with each row's Phy id."""
+def _some(values, n: int = 5) -> str:
+    values = [str(v) for v in values]
+    return ", ".join(values[:n]) + (", ..." if len(values) > n else "")
+
+
+def _rows(n: int, singular: str, plural: str) -> str:
+    return f"{n} {singular if n == 1 else plural}"
+
+
+def _numbers(column: pd.Series) -> np.ndarray:
+    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+
+
+def check_not_snake_case(path: Path, params: dict) -> None:
+    """Bombcell <= 0.31 wrote snake_case parameters (max_n_peaks...), which no rule here reads."""
+    old = [k for k in SNAKE_CASE_THRESHOLDS if k in params]
+    if old and not any(k in params for k in CAMEL_CASE_THRESHOLDS):
+        raise BombcellResultsError(
+            f"{path}: parameters written by Bombcell < 0.40 (snake_case names such as {old[0]}, none of the "
+            "camelCase thresholds such as maxNPeaks); phy-bcreason follows the rules of Bombcell 0.93-0.94: "
+            "re-run Bombcell 0.93 or later on this folder"
+        )
+
+
+def check_has_rows(path: Path, metrics: pd.DataFrame) -> None:
+    if len(metrics) == 0:
+        raise BombcellResultsError(f"{path}: the metrics table has no rows")
+
+
+def cluster_ids_of(path: Path, metrics: pd.DataFrame, notes: list[str]) -> np.ndarray:
+    """Phy ids from `phy_clusterID` (0-based, also in MATLAB-written tables beside the 1-based
+    `clusterID`), else row i is cluster i."""
+    if "phy_clusterID" not in metrics.columns:
+        notes.append(f"{path} has no phy_clusterID column: row i is taken as cluster i")
+        return np.arange(len(metrics), dtype=np.int64)
+    ids = _numbers(metrics["phy_clusterID"])
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(ids) | (ids != np.floor(ids))
+    if bad.any():
+        raise BombcellResultsError(f"{path}: phy_clusterID has empty or bad cells")
+    return ids.astype(np.int64)
+
+
+def check_unique_ids(path: Path, cluster_ids: np.ndarray) -> None:
+    ids, counts = np.unique(cluster_ids, return_counts=True)
+    duplicated = ids[counts > 1]
+    if len(duplicated):
+        raise BombcellResultsError(
+            f"{path}: phy_clusterID has duplicate ids ({_some(duplicated.tolist())}); each cluster must have "
+            "one row"
+        )
+
+
+def note_missing_metrics(path: Path, metrics: pd.DataFrame, notes: list[str]) -> None:
+    """Metrics the rules read but the table lacks (their rules show 'metric missing', as NaN)."""
+    missing = [name for name in METRICS if name not in metrics.columns]
+    if missing:
+        notes.append(f"{path}: no column for metric(s) {', '.join(missing)}; the rules on them are shown as "
+                     "'metric missing'")
+
+
+def spike_counts(ks_dir: Path, notes: list[str]) -> tuple[Path, np.ndarray, np.ndarray] | None:
+    """(file, cluster ids, spike counts) of the Kilosort folder's spike_clusters.npy (else spike_templates.npy,
+    as Phy reads them), or None when there is neither or it cannot be read. Memory-mapped, never unpickled."""
+    path = next((ks_dir / name for name in SPIKE_FILES if (ks_dir / name).is_file()), None)
+    if path is None:
+        return None
+    try:
+        spikes = np.asarray(np.load(path, mmap_mode="r", allow_pickle=False)).ravel()
+        counts = np.bincount(spikes.astype(np.int64, copy=False))  # linear: this runs on Phy's start-up
+        ids = np.flatnonzero(counts)
+        counts = counts[ids]
+    except Exception as exc:
+        notes.append(f"{path}: cannot read ({_first_line(exc)}); cluster ids not checked against it")
+        return None
+    return path, ids, counts
+
+
+def check_same_sorting(path: Path, metrics: pd.DataFrame, cluster_ids: np.ndarray, spike_file: Path,
+                       ks_ids: np.ndarray, ks_counts: np.ndarray, notes: list[str]) -> None:
+    """Results of another sorting: Bombcell's nSpikes (counted after its duplicate-spike removal) is at
+    most, and close to, the cluster's spike count. Refused when most clusters disagree, noted when a few
+    have more spikes than they can."""
+    if "nSpikes" not in metrics.columns:
+        return
+    n_spikes = _numbers(metrics["nSpikes"])
+    compared = np.isin(cluster_ids, ks_ids) & np.isfinite(n_spikes)
+    ids, n = cluster_ids[compared], n_spikes[compared]
+    count = ks_counts[np.searchsorted(ks_ids, ids)]
+    wrong = (n > count) | (n < 0.9 * count)
+    if 2 * wrong.sum() > len(ids) > 0:
+        i = int(np.flatnonzero(wrong)[0])
+        raise BombcellResultsError(
+            f"{path}: these results do not match this Kilosort folder ({wrong.sum()} of {len(ids)} clusters "
+            f"have an nSpikes above, or more than 10% below, their spike count in {spike_file.name}, "
+            f"e.g. cluster {ids[i]}: nSpikes {n[i]:g}, {count[i]} spikes)"
+        )
+    too_many = ids[n > count]
+    if len(too_many):
+        notes.append(f"{_rows(len(too_many), 'cluster has', 'clusters have')} more Bombcell nSpikes than spikes "
+                     f"in {spike_file.name} ({_some(too_many.tolist())})")
+
+
+def note_id_differences(metrics: pd.DataFrame, cluster_ids: np.ndarray, spike_file: Path, ks_ids: np.ndarray,
+                        notes: list[str]) -> None:
+    """Rows for clusters Phy does not have (e.g. merged or split since Bombcell ran; rows with nSpikes == 0
+    are clusters Bombcell saw empty) and Phy clusters without a row."""
+    n_spikes = _numbers(metrics["nSpikes"]) if "nSpikes" in metrics.columns else np.full(len(metrics), np.nan)
+    stray = cluster_ids[~np.isin(cluster_ids, ks_ids) & (n_spikes != 0)]
+    if len(stray):
+        notes.append(f"{_rows(len(stray), 'result row has a cluster id', 'result rows have cluster ids')} not in "
+                     f"{spike_file.name} ({_some(stray.tolist())})")
+    unlabelled = np.setdiff1d(ks_ids, cluster_ids)
+    if len(unlabelled):
+        notes.append(f"{_rows(len(unlabelled), 'cluster', 'clusters')} in {spike_file.name} "
+                     f"{'has' if len(unlabelled) == 1 else 'have'} no Bombcell row ({_some(unlabelled.tolist())})")
+
+
+def load_results(folder: str | Path, ks_dir: str | Path | None = None) -> BombcellResults:
+    """Parameters (one row) and metrics (one row per unit) of a Bombcell run, with each row's Phy id.
+
+    ``ks_dir`` is the Kilosort folder the results are for (default: the Bombcell folder's parent, where
+    `find_bombcell_dir` finds it); its spike_clusters.npy is compared with the results when it has one.
+    """
     folder = Path(folder)
-    metrics = _read_parquet(folder / METRICS_FILE)
-    params_table = _read_parquet(folder / PARAMS_FILE)
+    metrics_path, params_path = folder / METRICS_FILE, folder / PARAMS_FILE
+    metrics = _read_parquet(metrics_path)
+    params_table = _read_parquet(params_path)
     if len(params_table) == 0:
-        raise BombcellResultsError(f"{folder / PARAMS_FILE}: the parameter table has no row")
+        raise BombcellResultsError(f"{params_path}: the parameter table has no row")
     params = params_table.iloc[0].to_dict()
-    notes = []
-    if "phy_clusterID" in metrics.columns:
-        ids = pd.to_numeric(metrics["phy_clusterID"], errors="coerce").to_numpy(dtype=float)
-        if np.isnan(ids).any():
-            raise BombcellResultsError(f"{folder / METRICS_FILE}: phy_clusterID has empty or bad cells")
-        cluster_ids = ids.astype(np.int64)
-    else:
-        cluster_ids = np.arange(len(metrics), dtype=np.int64)
-        notes.append(f"{folder / METRICS_FILE} has no phy_clusterID column: row i is taken as cluster i")
-    return BombcellResults(folder, params, metrics.reset_index(drop=True), cluster_ids, notes)
+    check_not_snake_case(params_path, params)
+    check_has_rows(metrics_path, metrics)
+    notes: list[str] = []
+    cluster_ids = cluster_ids_of(metrics_path, metrics, notes)
+    check_unique_ids(metrics_path, cluster_ids)
+    note_missing_metrics(metrics_path, metrics, notes)
+    metrics = metrics.reset_index(drop=True)
+    spikes = spike_counts(Path(ks_dir) if ks_dir is not None else folder.parent, notes)
+    if spikes is not None:
+        spike_file, ks_ids, ks_counts = spikes
+        check_same_sorting(metrics_path, metrics, cluster_ids, spike_file, ks_ids, ks_counts, notes)
+        note_id_differences(metrics, cluster_ids, spike_file, ks_ids, notes)
+    return BombcellResults(folder, params, metrics, cluster_ids, notes)

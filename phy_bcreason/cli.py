@@ -121,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         from .demo import run_demo
 
         return run_demo(args.screenshot)
-    results = load_results(find_bombcell_dir(args.ks_dir, args.bombcell_dir))
+    results = load_results(find_bombcell_dir(args.ks_dir, args.bombcell_dir), ks_dir=args.ks_dir)
     overrides = parse_settings(getattr(args, "set", []))
     explanation = explain(results, overrides=overrides)
     for note in explanation.notes:
