@@ -87,3 +87,32 @@ def save_parameters(folder: Path, params: dict, overrides: dict) -> Path:
     edited = {**params, **overrides}
     pd.DataFrame([edited]).to_parquet(path)
     return path
+
+
+def population(results, overrides: dict, explanation: Explanation, step: float = 0.1) -> pd.DataFrame:
+    """Per rule, at the current thresholds: units it decides, units it fails without deciding, units within
+    ``step`` (relative) of its threshold, and units whose label a ``step`` change of that threshold flips
+    (computed exactly, by re-running the engine with the threshold moved down and up)."""
+    from .api import explain  # the same engine; imported here to keep this module light
+    from .engine import ALSO_FAILED, DECISIVE
+
+    flips: dict[str, int] = {}
+    for param in dict.fromkeys(r.param for j, r in enumerate(explanation.rules)
+                               if r.param and j not in explanation.inactive):
+        threshold = float(explanation.params[param])
+        if not np.isfinite(threshold):
+            continue
+        flipped = np.zeros(len(explanation.labels), dtype=bool)
+        for moved in ((threshold * (1 - step), threshold * (1 + step)) if threshold else (-step, step)):
+            flipped |= explain(results, {**overrides, param: moved}, check=False).labels != explanation.labels
+        flips[param] = int(flipped.sum())
+    applied = explanation.applies & np.isfinite(explanation.margins)
+    return pd.DataFrame({
+        "rule": [r.name for r in explanation.rules],
+        "block": [r.block for r in explanation.rules],
+        "param": [r.param for r in explanation.rules],
+        "decides": (explanation.status == DECISIVE).sum(axis=0),
+        "also_fails": (explanation.status == ALSO_FAILED).sum(axis=0),
+        "within": (applied & (np.abs(np.nan_to_num(explanation.margins, nan=np.inf)) <= step)).sum(axis=0),
+        "flips": [flips.get(r.param, 0) if r.param else 0 for r in explanation.rules],
+    })

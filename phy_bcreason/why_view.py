@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 from qtpy.QtCore import QSize, Qt
 from qtpy.QtGui import QBrush, QColor, QFont
 from qtpy.QtWidgets import (
@@ -13,7 +14,11 @@ from qtpy.QtWidgets import (
     QGridLayout,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
     QTreeWidget,
     QTreeWidgetItem,
     QVBoxLayout,
@@ -23,7 +28,7 @@ from qtpy.QtWidgets import (
 from .engine import STATUS_NAMES, STATUS_TEXT
 from .live import LiveReasons
 from .rules import BLOCK_TITLES, BLOCKS, GROUP_PHRASES, SWITCHES
-from .whatif import WhatIfError, parse_value
+from .whatif import WhatIfError, parse_value, population
 
 HEADERS = ("metric", "value", "test", "threshold", "margin", "status", "parameter")
 STATUS_COLUMN = HEADERS.index("status")
@@ -201,10 +206,15 @@ class BombcellWhyView(QWidget):
         self.setStyleSheet("QWidget { background-color: #151515; color: #dddddd; }"
                            "QHeaderView::section { background-color: #262626; color: #dddddd; }")
         layout = QVBoxLayout(self)
+        self.tabs = QTabWidget()
+        self.tabs.addTab(self.tree, "Selected cluster")
+        self.population = PopulationPanel(self)
+        self.tabs.addTab(self.population, "Population")
+        self.tabs.currentChanged.connect(lambda index: index == 1 and self.population.refresh())
         layout.addLayout(top)
         layout.addWidget(self.banner)
         layout.addWidget(self.reason)
-        layout.addWidget(self.tree, 1)
+        layout.addWidget(self.tabs, 1)
         layout.addLayout(switches)
         self.show_clusters([])
 
@@ -257,6 +267,8 @@ class BombcellWhyView(QWidget):
     def refresh(self) -> None:
         """Redraw after the explanation changed (what-if edits, reset)."""
         self._show(self.shown_id)
+        if self.tabs.currentIndex() == 1:
+            self.population.refresh()
 
     def _show(self, cluster_id: int | None) -> None:
         self.shown_id = cluster_id
@@ -324,3 +336,96 @@ class BombcellWhyView(QWidget):
 
     def text(self) -> str:
         return content_text(self.content) if self.content else ""
+
+
+POPULATION_HEADERS = ("decides", "also fails", "within 10%", "flips at ±10%", "rule")
+
+
+class PopulationPanel(QWidget):
+    """For the current thresholds: per rule, how many units it decides and how many a small change would
+    flip; a rule's metric over all clusters with its threshold (click the plot or type to move it)."""
+
+    def __init__(self, why: BombcellWhyView):
+        super().__init__()
+        self.why = why
+        self.table_frame: object | None = None
+        self.rule_index: int | None = None
+        self.canvas = self.axes = None
+        self.table = QTableWidget(0, len(POPULATION_HEADERS))
+        self.table.setHorizontalHeaderLabels(list(POPULATION_HEADERS))
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table.setSelectionBehavior(QTableWidget.SelectRows)
+        self.table.cellClicked.connect(lambda row, column: self.show_rule(row))
+        self.threshold = QLineEdit()
+        self.threshold.setPlaceholderText("threshold")
+        self.threshold.returnPressed.connect(self._typed)
+        self.plot_area = QVBoxLayout()
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(self.plot_area, 1)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("threshold:"))
+        row.addWidget(self.threshold)
+        layout.addLayout(row)
+
+    def refresh(self) -> None:
+        live = self.why.live
+        if live.explanation is None or live.results is None:
+            return
+        self.table_frame = population(live.results, live.overrides, live.explanation)
+        self.table.setRowCount(len(self.table_frame))
+        for i, rule in enumerate(self.table_frame.itertuples()):
+            cells = (rule.decides, rule.also_fails, rule.within, rule.flips, rule.rule)
+            for column, value in enumerate(cells):
+                self.table.setItem(i, column, QTableWidgetItem(str(value)))
+        self.table.resizeColumnsToContents()
+        if self.rule_index is not None:
+            self.show_rule(self.rule_index)
+
+    def _ensure_canvas(self) -> None:
+        if self.canvas is None:  # matplotlib only when asked for: it is slow to import
+            from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+            from matplotlib.figure import Figure
+
+            figure = Figure(figsize=(4, 2.2), tight_layout=True)
+            self.canvas = FigureCanvasQTAgg(figure)
+            self.axes = figure.add_subplot(111)
+            self.canvas.mpl_connect("button_release_event", self._clicked)
+            self.plot_area.addWidget(self.canvas)
+
+    def show_rule(self, index: int) -> None:
+        """The rule's metric over all clusters, its threshold, and the selected cluster."""
+        live, self.rule_index = self.why.live, index
+        explanation = live.explanation
+        rule = explanation.rules[index]
+        self._ensure_canvas()
+        ax = self.axes
+        ax.clear()
+        values = explanation.values[:, index]
+        finite = values[np.isfinite(values)]
+        if len(finite):
+            ax.hist(finite, bins=min(50, max(5, len(finite) // 3)), color="#888888")
+        threshold = explanation.thresholds[index]
+        if np.isfinite(threshold):
+            ax.axvline(threshold, color="#d62728", linewidth=2, label=f"{rule.param} = {threshold:.4g}")
+            self.threshold.setText(f"{threshold:.6g}")
+        if self.why.shown_id is not None and live.has_row(self.why.shown_id):
+            value = explanation.values[live.row(self.why.shown_id), index]
+            if np.isfinite(value):
+                ax.axvline(value, color="#1f77b4", linestyle="--", label=f"cluster {self.why.shown_id}")
+        ax.set_title(rule.name, fontsize=8)
+        ax.legend(fontsize=7)
+        self.canvas.draw_idle()
+
+    def _edit(self, value) -> None:
+        if self.rule_index is not None:
+            param = self.why.live.explanation.rules[self.rule_index].param
+            if param:
+                self.why._edit(param, value)
+
+    def _typed(self) -> None:
+        self._edit(self.threshold.text())
+
+    def _clicked(self, event) -> None:
+        if event.inaxes is self.axes and event.xdata is not None:
+            self._edit(f"{event.xdata:.6g}")

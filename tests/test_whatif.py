@@ -114,3 +114,36 @@ def test_cli_set_explains_with_bombcells_labels_for_the_edit(ks_dataset):
                          capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and bad.stderr.startswith("phy-bcreason: maxRPV: not a Bombcell threshold")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_population_view_counts_rules_and_a_click_on_the_plot_moves_the_threshold(ks_dataset_copy, open_phy, qapp):
+    from matplotlib.backend_bases import MouseEvent
+
+    from phy_bcreason import explain_folder
+    from phy_bcreason.why_view import POPULATION_HEADERS
+
+    explanation = explain_folder(ks_dataset_copy, check=False)
+    controller, gui = open_phy(ks_dataset_copy)
+    gui.show()
+    gui.resize(1800, 1000)
+    select(controller, [10])
+    view = dock(gui)
+    view.tabs.setCurrentIndex(1)
+    panel = view.population
+    decides = POPULATION_HEADERS.index("decides")
+    rule_column = POPULATION_HEADERS.index("rule")
+    counts = (explanation.status == 0).sum(axis=0)
+    assert [int(panel.table.item(j, decides).text()) for j in range(len(explanation.rules))] == list(counts)
+
+    j = next(j for j, r in enumerate(explanation.rules) if r.param == "minPresenceRatio")
+    assert panel.table.item(j, rule_column).text() == "presenceRatio<minPresenceRatio"
+    panel.table.cellClicked.emit(j, 0)
+    assert panel.axes.lines[0].get_xdata()[0] == explanation.thresholds[j]  # the threshold line
+    qapp.processEvents()
+    panel.canvas.draw()
+    x, y = panel.axes.transData.transform((0.6, 1.0))
+    MouseEvent("button_release_event", panel.canvas, x, y, button=1)._process()  # a click at 0.6
+    moved = float(panel.threshold.text())
+    assert abs(moved - 0.6) < 0.02
+    assert shown_labels(controller) == bombcell_labels(ks_dataset_copy / "bombcell", {"minPresenceRatio": moved})
+    assert shown_labels(controller)[10] == "GOOD"  # presence ratio 0.67 passes at 0.6
