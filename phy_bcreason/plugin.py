@@ -46,6 +46,8 @@ def update_rows(table, rows: list[dict]) -> None:
         return table.change(rows)
     positions = {id(row): i for i, row in enumerate(model._rows)} if len(rows) > 1 else None
     columns = [table.columns.index(name) for name in rows[0] if name in table.columns and name != "id"]
+    if not columns:
+        return
     for patch in rows:
         row = rows_by_id.get(patch["id"])
         if row is None:
