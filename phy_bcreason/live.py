@@ -66,7 +66,13 @@ class LiveReasons:
             return f"phy-bcreason: {self.whatif_line()}"
         counts = pd.Series(self.explanation.labels).replace("", "(empty)").value_counts()
         summary = ", ".join(f"{n} {label}" for label, n in counts.items())
-        return f"phy-bcreason: Bombcell labels from {self.explanation.source}: {summary}"
+        notes = self.notes()
+        more = f" ({len(notes)} note{'s' if len(notes) > 1 else ''}: see the why? dock)" if notes else ""
+        return f"phy-bcreason: Bombcell labels from {self.explanation.source}: {summary}{more}"
+
+    def notes(self) -> list[str]:
+        """What the loader and the engine worked around (the CLI prints them as 'note: ...')."""
+        return list(self.saved.notes) if self.saved is not None else []
 
     def apply_judgement(self, judged) -> list[int]:
         """Apply Bombcell's own labels for the saved parameters (computed off the GUI thread); returns the

@@ -88,6 +88,8 @@ class BombcellReasonPlugin(IPlugin):
         @connect(sender=controller)
         def on_gui_ready(sender, gui):
             supervisor = controller.supervisor
+            for note in live.notes():
+                logger.info("phy-bcreason: note: %s", note)
             gui.status_message = live.status_line()
             if not gui.list_views(VIEW_NAME) and not gui.state.get("phy_bcreason_dock_shown"):
                 gui.create_and_add_view(VIEW_NAME)  # first time only; later the user's layout decides
