@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import io
 from pathlib import Path
 
@@ -72,6 +73,26 @@ def crosscheck(explanation: Explanation, metrics: pd.DataFrame, params: dict) ->
     return explanation
 
 
+RULES_FROM_BOMBCELL = ("0.93", "0.94")  # the versions rules.py was transcribed and tested against
+
+
+def version_note(installed: str | None) -> str | None:
+    """A note when the installed Bombcell is not one the rule table was transcribed from."""
+    if installed is None:
+        return "Bombcell is not installed: labels come from the rule table alone, with no cross-check"
+    if not installed.startswith(RULES_FROM_BOMBCELL):
+        return (f"installed Bombcell {installed}: the rule table follows Bombcell {'/'.join(RULES_FROM_BOMBCELL)}; "
+                "labels are cross-checked against the installed classifier and it wins where they differ")
+    return None
+
+
+def installed_bombcell_version() -> str | None:
+    try:
+        return importlib.metadata.version("bombcell")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
 def explain(results: BombcellResults, overrides: dict | None = None, check: bool = True) -> Explanation:
     """Explain loaded results, with parameters optionally overridden (what-if)."""
     params = {**results.params, **(overrides or {})}
@@ -82,6 +103,9 @@ def explain(results: BombcellResults, overrides: dict | None = None, check: bool
         raise BombcellResultsError(f"{results.folder / PARAMS_FILE}: {message}") from None
     explanation.source = results.folder
     explanation.notes[:0] = results.notes
+    note = version_note(installed_bombcell_version())
+    if note:
+        explanation.notes.insert(0, note)
     if check:
         crosscheck(explanation, results.metrics, params)
     return explanation

@@ -305,6 +305,9 @@ def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, rules: tuple
         missing_metrics=missing_metrics,
         notes=list(backfill_warnings),
     )
+    if filled:
+        explanation.notes.append(f"not in the parameter file, filled in by Bombcell's own back-fill (older results): "
+                                 f"{', '.join(f'{k}={params[k]}' for k in filled)}")
     explanation.reasons = reason_texts(explanation)
     return explanation
 

@@ -101,6 +101,8 @@ def test_old_parameter_set_is_back_filled_like_bombcell(ks_dataset, tmp_path):
     params.drop(columns=dropped).to_parquet(folder / PARAMS_FILE)
     explanation = assert_agrees(ks_dataset, folder, saved_labels=False)
     assert set(dropped) <= set(explanation.filled_params)
+    filled_note = next(n for n in explanation.notes if "filled in by Bombcell's own back-fill" in n)
+    assert all(name in filled_note for name in dropped)
     # Bombcell's back-fill turns spDecayLinFit on, so the linear-fit rule is the one applied.
     assert 7 not in explanation.inactive and explanation.rules[7].param == "minSpatialDecaySlope"
 
@@ -129,3 +131,12 @@ def test_a_disagreement_with_bombcell_is_reported_and_bombcells_label_wins(ks_da
     assert explanation.mismatches.to_dict("records") == [
         {"cluster_id": 0, "bombcell_label": "MUA", "rule_table_label": "GOOD"}]
     assert any("disagrees" in note for note in explanation.notes)
+
+
+def test_installed_bombcell_version_is_one_the_rules_follow_or_a_note_says_so():
+    from phy_bcreason.api import installed_bombcell_version, version_note
+
+    assert version_note(installed_bombcell_version()) is None  # CI installs a version the table follows
+    assert "installed Bombcell 0.99" in version_note("0.99")
+    assert "follows Bombcell 0.93/0.94" in version_note("0.92")
+    assert "not installed" in version_note(None)
