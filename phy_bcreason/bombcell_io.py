@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .rules import METRICS, RULES
+from .rules import METRICS, THRESHOLDS
 
 METRICS_FILE = "templates._bc_qMetrics.parquet"
 PARAMS_FILE = "_bc_parameters._bc_qMetrics.parquet"
@@ -24,7 +24,6 @@ SPIKE_FILES = ("spike_clusters.npy", "spike_templates.npy")
 SNAKE_CASE_THRESHOLDS = ("max_n_peaks", "max_n_troughs", "min_wave_duration", "max_wave_duration",
                          "max_wave_baseline_fraction", "max_perc_spikes_missing", "min_num_spikes_total",
                          "max_RPV", "min_presence_ratio")
-CAMEL_CASE_THRESHOLDS = tuple(dict.fromkeys(r.param for r in RULES if r.param))
 
 
 class BombcellResultsError(Exception):
@@ -90,7 +89,7 @@ def _numbers(column: pd.Series) -> np.ndarray:
 def check_not_snake_case(path: Path, params: dict) -> None:
     """Bombcell <= 0.31 wrote snake_case parameters (max_n_peaks...), which no rule here reads."""
     old = [k for k in SNAKE_CASE_THRESHOLDS if k in params]
-    if old and not any(k in params for k in CAMEL_CASE_THRESHOLDS):
+    if old and not any(k in params for k in THRESHOLDS):
         raise BombcellResultsError(
             f"{path}: parameters written by Bombcell < 0.40 (snake_case names such as {old[0]}, none of the "
             "camelCase thresholds such as maxNPeaks); phy-bcreason follows the rules of Bombcell 0.93-0.94: "

@@ -7,6 +7,7 @@ the CLI and what-if edits all read the `Explanation` this returns.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -104,11 +105,16 @@ class Explanation:
     def n_decisive(self) -> np.ndarray:
         return (self.status == DECISIVE).sum(axis=1)
 
+    @cached_property
+    def rows(self) -> dict[int, int]:
+        """Phy cluster id -> row."""
+        return {int(c): i for i, c in enumerate(self.cluster_ids.tolist())}
+
     def row_of(self, cluster_id: int) -> int:
-        rows = np.flatnonzero(self.cluster_ids == cluster_id)
-        if not len(rows):
-            raise KeyError(f"cluster {cluster_id} has no Bombcell row")
-        return int(rows[0])
+        try:
+            return self.rows[int(cluster_id)]
+        except KeyError:
+            raise KeyError(f"cluster {cluster_id} has no Bombcell row") from None
 
     def table(self) -> pd.DataFrame:
         """One row per cluster: label, main reason, number of decisive failures, margin to flip."""

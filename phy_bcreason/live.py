@@ -30,7 +30,6 @@ class LiveReasons:
         self.results = results
         self.error = error
         self.origins: dict[int, tuple[int, ...]] = {}  # new cluster id -> Bombcell clusters it came from
-        self._rows = {} if explanation is None else {int(c): i for i, c in enumerate(explanation.cluster_ids)}
         self._columns: dict[int, dict] = {}
         self._refresh_columns()
 
@@ -109,10 +108,10 @@ class LiveReasons:
         return save_parameters(self.results.folder, self.results.params, self.overrides)
 
     def has_row(self, cluster_id: int) -> bool:
-        return int(cluster_id) in self._rows
+        return self.saved is not None and int(cluster_id) in self.saved.rows
 
     def row(self, cluster_id: int) -> int:
-        return self._rows[int(cluster_id)]
+        return self.saved.row_of(cluster_id)
 
     def column_values(self, cluster_id: int) -> dict:
         """The four plugin columns for one cluster (NaN numbers where there is nothing to show)."""

@@ -96,12 +96,13 @@ class BombcellReasonPlugin(IPlugin):
             gui.state["phy_bcreason_dock_shown"] = True
 
             def refresh(cluster_ids):
-                rows = [{"id": c, **live.column_values(c)} for c in cluster_ids
-                        if c in supervisor.clustering.cluster_ids]
+                """New values for these clusters: patch both cluster tables, redraw every dock."""
+                alive = set(supervisor.clustering.cluster_ids.tolist())
+                rows = [{"id": c, **live.column_values(c)} for c in cluster_ids if c in alive]
                 update_rows(supervisor.cluster_view, rows)
                 update_rows(supervisor.similarity_view, rows)
                 for view in gui.list_views(VIEW_NAME):
-                    view.show_clusters(supervisor.selected_clusters)
+                    view.refresh()
 
             @connect(sender=supervisor)
             @_never_raise
@@ -117,12 +118,7 @@ class BombcellReasonPlugin(IPlugin):
 
             def set_overrides(overrides):
                 """A what-if edit from a dock: re-explain every cluster, update columns, docks, status bar."""
-                changed = live.set_overrides(overrides)
-                rows = [{"id": c, **live.column_values(c)} for c in changed if c in supervisor.clustering.cluster_ids]
-                update_rows(supervisor.cluster_view, rows)
-                update_rows(supervisor.similarity_view, rows)
-                for view in gui.list_views(VIEW_NAME):
-                    view.refresh()
+                refresh(live.set_overrides(overrides))
                 gui.status_message = live.status_line()
                 if not overrides and listing:  # reset: drop the filter that List set
                     supervisor.cluster_view.filter("")

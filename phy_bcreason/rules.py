@@ -101,6 +101,9 @@ SWITCHES: tuple[str, ...] = tuple(
     )
 )
 
+# Threshold parameters the table reads, in table order.
+THRESHOLDS: tuple[str, ...] = tuple(dict.fromkeys(rule.param for rule in RULES if rule.param))
+
 # Metrics the table reads, in table order, without repeats.
 METRICS: tuple[str, ...] = tuple(
     dict.fromkeys(

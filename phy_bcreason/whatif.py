@@ -14,9 +14,8 @@ import numpy as np
 import pandas as pd
 
 from .engine import Explanation
-from .rules import RULES, SWITCHES
+from .rules import SWITCHES, THRESHOLDS
 
-THRESHOLDS: tuple[str, ...] = tuple(dict.fromkeys(r.param for r in RULES if r.param))
 EDITABLE: tuple[str, ...] = THRESHOLDS + SWITCHES
 WHATIF_PREFIX = "_bc_parameters.whatif-"
 
