@@ -48,6 +48,34 @@ def bombcell_check_parameter_fields() -> Callable:
         return check_parameter_fields
 
 
+@cache
+def bombcell_default_arrays() -> dict[str, np.ndarray]:
+    """The numpy-array parameters of Bombcell's `get_default_parameters` (e.g. ``tauR_values``), evaluated from
+    its installed source. Bombcell's parameter file drops numpy arrays, so these are what a run used unless
+    the user set them by hand. Entries that depend on the function's arguments are left out."""
+    spec = importlib.util.find_spec("bombcell")
+    if spec is None or not spec.submodule_search_locations:
+        return {}
+    source_path = Path(next(iter(spec.submodule_search_locations))) / "default_parameters.py"
+    tree = ast.parse(source_path.read_text(encoding="utf-8"), filename=str(source_path))
+    function = next((n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "get_default_parameters"),
+                    None)
+    arrays = {}
+    for node in ast.walk(function) if function is not None else ():
+        if not isinstance(node, ast.Dict):
+            continue
+        for key, value in zip(node.keys, node.values):
+            if not isinstance(key, ast.Constant):
+                continue
+            try:
+                evaluated = eval(compile(ast.Expression(value), str(source_path), "eval"), {"np": np})
+            except Exception:
+                continue
+            if isinstance(evaluated, np.ndarray):
+                arrays[key.value] = evaluated
+    return arrays
+
+
 def backfill_parameters(params: dict) -> tuple[dict, list[str], list[str]]:
     """Bombcell's back-filled copy of ``params``, the names it filled in, and its warnings.
 

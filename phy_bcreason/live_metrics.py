@@ -1,0 +1,406 @@
+"""Bombcell's quality metrics for clusters made in Phy (merges, splits), computed from their spikes.
+
+Bombcell handles a Phy-curated folder (`bombcell.loading_utils.handle_manual_curation`) by giving each new
+cluster the plain mean of the Kilosort templates its spikes came from (one template: that template), then
+running the same per-unit metric functions as for any unit. `cluster_metrics` does exactly that for one
+cluster, calling Bombcell's own functions (`bombcell.quality_metrics`) in the order of
+`bombcell.helper_functions.get_all_quality_metrics`, without Bombcell's plots, GUI cache or files: nothing is
+written. No Qt here. `MetricsProcess` runs it in a separate process, so that the computation never holds the
+GIL that Phy's GUI thread needs.
+
+Metrics that cannot be recomputed from one cluster's spikes are left NaN and listed in `Recording.not_live`
+with the reason (distance metrics compare against every other cluster; raw amplitude and SNR need the raw
+recording's waveforms).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import pickle
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .backfill import bombcell_default_arrays
+from .bombcell_io import load_results
+
+MIN_SPIKES = 50  # get_all_quality_metrics: fewer spikes -> every metric NaN except nSpikes
+DISTANCE_METRICS = ("isolationDistance", "Lratio", "silhouetteScore")
+RAW_METRICS = ("rawAmplitude", "signalToNoiseRatio")
+DRIFT_METRICS = ("maxDriftEstimate", "cumDriftEstimate")
+
+
+class LiveMetricsError(Exception):
+    """The Kilosort folder lacks what the live metrics need; one line for the user."""
+
+
+def _load(path: Path, mmap: bool = True) -> np.ndarray:
+    try:
+        return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except FileNotFoundError:
+        raise LiveMetricsError(f"{path}: file not found (needed to recompute Bombcell metrics live)") from None
+    except Exception as exc:
+        raise LiveMetricsError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+
+
+@dataclass
+class LiveInfo:
+    """What the dock says about live metrics: rebuilt parameters, metrics not recomputed, notes."""
+
+    rebuilt: dict[str, str]
+    not_live: dict[str, str]
+    notes: list[str]
+    rebuilt_values: dict[str, np.ndarray]
+
+
+@dataclass
+class Recording:
+    """What Bombcell's metric functions read, loaded once (large arrays memory-mapped)."""
+
+    ks_dir: Path
+    params: dict                     # the run's parameters, with the arrays its parameter file dropped
+    spike_samples: np.ndarray
+    spike_templates: np.ndarray
+    amplitudes: np.ndarray
+    templates: np.ndarray            # whitened, as Kilosort saved them
+    whitening_inverse: np.ndarray
+    channel_positions: np.ndarray
+    time_chunks: np.ndarray
+    pc_features: np.ndarray | None = None
+    pc_feature_ind: np.ndarray | None = None
+    raw: np.ndarray | None = None    # the raw recording (samples x channels, memory-mapped), if reachable
+    rebuilt: dict[str, str] = field(default_factory=dict)   # parameter -> how it was rebuilt
+    not_live: dict[str, str] = field(default_factory=dict)  # metric -> why it is not recomputed live
+    notes: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, ks_dir: str | Path, run_params: dict, run_metrics: pd.DataFrame | None = None) -> Recording:
+        """``run_params`` as read from Bombcell's parameter file, ``run_metrics`` its metrics table (a metric
+        the run did not compute is not listed as missing live; tauR_values may be told from it)."""
+        ks_dir = Path(ks_dir)
+        params = dict(run_params)
+        params.update(plotDetails=False, plotGlobal=False, verbose=False)
+        rebuilt = rebuild_arrays(params, run_metrics)
+        corrected = ks_dir / "spike_times_corrected.npy"
+        spike_samples = _load(corrected if corrected.is_file() else ks_dir / "spike_times.npy").reshape(-1)
+        try:
+            rate = float(params["ephys_sample_rate"])
+        except (KeyError, TypeError, ValueError):
+            raise LiveMetricsError("Bombcell's parameter file has no usable ephys_sample_rate") from None
+        first, last = float(spike_samples.min()) / rate, float(spike_samples.max()) / rate
+        if params.get("computeTimeChunks"):
+            time_chunks = np.append(np.arange(first, last, params["deltaTimeChunk"]), last)
+        else:
+            time_chunks = np.array((first, last))
+
+        recording = cls(
+            ks_dir=ks_dir,
+            params=params,
+            spike_samples=spike_samples,
+            spike_templates=_load(ks_dir / "spike_templates.npy").reshape(-1),
+            amplitudes=_load(ks_dir / "amplitudes.npy").reshape(-1),
+            templates=_load(ks_dir / "templates.npy"),
+            whitening_inverse=_load(ks_dir / "whitening_mat_inv.npy", mmap=False),
+            channel_positions=_load(ks_dir / "channel_positions.npy", mmap=False).squeeze(),
+            time_chunks=time_chunks,
+            rebuilt=rebuilt,
+        )
+        columns = set(run_metrics.columns) if run_metrics is not None else set()
+
+        def ran(metrics) -> bool:
+            return not columns or any(m in columns for m in metrics)
+
+        if params.get("computeDrift") and ran(DRIFT_METRICS):
+            if (ks_dir / "pc_features.npy").is_file():
+                recording.pc_features = _load(ks_dir / "pc_features.npy")
+                recording.pc_feature_ind = _load(ks_dir / "pc_feature_ind.npy", mmap=False)
+            else:
+                recording.not_live.update(dict.fromkeys(DRIFT_METRICS, "needs pc_features.npy"))
+        if params.get("computeDistanceMetrics") and ran(DISTANCE_METRICS):
+            recording.not_live.update(dict.fromkeys(
+                DISTANCE_METRICS, "compares the cluster with every other cluster's PC features: not recomputed live"))
+        if params.get("extractRaw") and ran(RAW_METRICS):
+            recording.raw, why = open_raw(ks_dir, params)
+            if recording.raw is None:
+                recording.not_live.update(dict.fromkeys(RAW_METRICS, why))
+        if params.get("removeDuplicateSpikes"):
+            recording.notes.append("Bombcell ran with removeDuplicateSpikes on: live metrics count every spike, "
+                                   "duplicates included")
+        return recording
+
+    def info(self) -> LiveInfo:
+        return LiveInfo(self.rebuilt, self.not_live, self.notes,
+                        {name: self.params[name] for name in self.rebuilt})
+
+    def template_of(self, spike_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+        """The cluster's template as Bombcell builds it for a curated folder (float64, unwhitened), its PC
+        channel indices, and the Kilosort templates it came from."""
+        parents = np.unique(np.asarray(self.spike_templates[spike_ids]).astype(int))
+        # load_ephys_data unwhitens into an array of templates.npy's dtype; the padding for curated
+        # clusters then makes the whole array float64
+        waveforms = np.stack([
+            (np.asarray(self.templates[t]).squeeze() @ self.whitening_inverse).astype(self.templates.dtype)
+            for t in parents
+        ]).astype(np.float64)
+        template = waveforms.mean(axis=0) if len(parents) > 1 else waveforms[0]
+        pc_ind = None
+        if self.pc_feature_ind is not None:
+            rows = self.pc_feature_ind[parents].astype(np.float64)
+            pc_ind = (rows.mean(axis=0) if len(parents) > 1 else rows[0]).astype(int)
+        return template, pc_ind, parents
+
+
+def rebuild_arrays(params: dict, run_metrics: pd.DataFrame | None) -> dict[str, str]:
+    """Put back, in ``params``, the numpy arrays Bombcell's parameter file drops; returns how each was rebuilt.
+
+    Bombcell's default for each (its `get_default_parameters`), except tauR_values for the 'hill' and 'llobet'
+    RPV methods, which Bombcell documents as one value: when every unit of the run has the same estimatedTauR,
+    that value is the one the run tested.
+    """
+    rebuilt = {}
+    for name, value in bombcell_default_arrays().items():
+        if isinstance(params.get(name), np.ndarray):
+            continue
+        how = "Bombcell's default"
+        if name == "tauR_values" and params.get("rpv_method") in ("hill", "llobet") and run_metrics is not None \
+                and "estimatedTauR" in run_metrics.columns:
+            estimated = pd.to_numeric(run_metrics["estimatedTauR"], errors="coerce").dropna().unique()
+            if len(estimated) == 1 and np.isfinite(estimated[0]):
+                value = np.array([float(estimated[0])])
+                how = "the one estimatedTauR of every unit of the run"
+        params[name] = value
+        span = f"{value[0] * 1000:g} ms" if value.size == 1 else \
+            f"{value.min() * 1000:g}-{value.max() * 1000:g} ms, {value.size} values"
+        rebuilt[name] = f"{span}: {how} (Bombcell's parameter file does not store arrays)"
+    return rebuilt
+
+
+def open_raw(ks_dir: Path, params: dict) -> tuple[np.ndarray | None, str]:
+    """The raw recording as Bombcell's `extract_raw_waveforms` opens it (int16, samples x channels), or None and
+    why not."""
+    raw_file = params.get("raw_data_file")
+    if not isinstance(raw_file, str) or not Path(raw_file).is_file():
+        return None, f"needs the raw recording, and the run's raw_data_file ({raw_file}) is not there"
+    if raw_file.endswith(".cbin") or params.get("ephys_meta_file"):
+        return None, "needs the raw recording: compressed data and meta files are not read live"
+    channel_map = ks_dir / "channel_map.npy"
+    if channel_map.is_file() and not np.array_equal(np.load(channel_map).ravel(),
+                                                     np.arange(np.load(channel_map).size)):
+        return None, "needs the raw recording: a reordered channel map is not read live"
+    n_channels = int(params["nChannels"])
+    n_samples = Path(raw_file).stat().st_size // 2 // n_channels
+    return np.memmap(raw_file, dtype="int16", mode="r", shape=(n_samples, n_channels)), ""
+
+
+def raw_metrics(recording: Recording, spike_ids: np.ndarray, max_channel: int) -> tuple[float, float]:
+    """rawAmplitude and signalToNoiseRatio as `run_bombcell` gets them from `extract_raw_waveforms` (evenly
+    spaced spikes, Bombcell's `process_a_unit`) and `get_raw_amplitude`."""
+    import bombcell.quality_metrics as qm
+    from bombcell.extract_raw_waveforms import process_a_unit
+
+    param, raw = recording.params, recording.raw
+    spike_width = int(param["spike_width"])
+    half_width = {82: 41, 61: 20}.get(spike_width, spike_width // 2)
+    times = np.asarray(recording.spike_samples[spike_ids])
+    times = times[(half_width < times) & (times < raw.shape[0] - spike_width + half_width)]
+    n_extract = int(param["nRawSpikesToExtract"])
+    chosen = np.full(n_extract, np.nan)
+    if n_extract < len(times):
+        chosen[:] = times[np.linspace(0, len(times) - 1, n_extract, dtype=int)]
+    else:
+        chosen[: len(times)] = times
+    baseline_samples = param.get("waveformBaselineNoiseWindow", 20)
+    unit = process_a_unit(raw, spike_width, half_width, chosen, raw.shape[1], int(param["nChannels"]),
+                              int(param["nSyncChannels"]), 0, param["detrendWaveform"],
+                              param.get("detrendForUnitMatch", False), baseline_samples, None, False,
+                              template_peak_channel=max_channel)
+    waveform, baseline = unit["raw_waveforms_full"], unit["average_baseline"]
+    signal = np.max(np.abs(np.squeeze(waveform[int(unit["raw_waveforms_peak_channel"]), :])))
+    noise = np.median(np.abs(baseline - np.median(baseline)))
+    amplitude = np.nan
+    if param.get("gain_to_uV") is not None:
+        amplitude = qm.get_raw_amplitude(waveform, param["gain_to_uV"], peak_channel=max_channel)
+    return float(amplitude), float(signal / noise)
+
+
+def metric_names() -> list[str]:
+    from bombcell.save_utils import get_metric_keys
+
+    return ["nSpikes", *get_metric_keys()]
+
+
+def cluster_metrics(recording: Recording, spike_ids: np.ndarray) -> dict[str, float]:
+    """Bombcell's metrics for the cluster made of ``spike_ids`` (indices into the Kilosort spike arrays)."""
+    import bombcell.quality_metrics as qm
+
+    param = dict(recording.params)  # Bombcell's functions may write into it
+    spike_ids = np.sort(np.asarray(spike_ids, dtype=np.int64))
+    out = dict.fromkeys(metric_names(), np.nan)
+    template, pc_ind, _ = recording.template_of(spike_ids)
+    max_channel = int(qm.get_waveform_peak_channel(template[np.newaxis])[0])
+    out["maxChannels"] = max_channel
+    times = np.asarray(recording.spike_samples[spike_ids]) / param["ephys_sample_rate"]
+    amplitudes = np.asarray(recording.amplitudes[spike_ids]).astype(np.float64)
+    out["nSpikes"] = times.shape[0]
+    if times.size < MIN_SPIKES:
+        return out
+
+    chunks = recording.time_chunks
+    missing_gaussian, _, _ = qm.perc_spikes_missing(amplitudes, times, chunks, param, return_per_bin=True)
+    fraction_rpvs, _, _ = qm.fraction_RP_violations(times, amplitudes, chunks, param, return_per_bin=True)
+    local_clusters = np.zeros(times.shape[0], dtype=np.int32)  # this cluster is "unit 0" below
+    (kept_times, kept_amplitudes, kept_clusters, out["useTheseTimesStart"], out["useTheseTimesStop"],
+     out["RPV_window_index"]) = qm.time_chunks_to_keep(missing_gaussian, fraction_rpvs, chunks, times, amplitudes,
+                                                        local_clusters, times, param)
+    use_times = np.array((out["useTheseTimesStart"], out["useTheseTimesStop"]))
+    out["percentageSpikesMissing_gaussian"], out["percentageSpikesMissing_symmetric"] = qm.perc_spikes_missing(
+        kept_amplitudes, kept_times, use_times, param, metric=True)
+
+    if "rpv_method" in param:
+        contamination, out["estimatedTauR"], _ = qm.sliding_rp_violations(kept_times, use_times, param)
+        out["fractionRPVs_estimatedTauR"] = contamination
+        if param["rpv_method"] == "ibl_sliding":
+            out["RPV_status"] = qm.sliding_rp_status(kept_times, use_times, param)
+        elif not np.isnan(contamination):
+            out["RPV_status"] = 1.0 if contamination <= param["maxRPVviolations"] else -1.0
+    else:  # Bombcell's legacy mode (parameter files without rpv_method)
+        fractions, _ = qm.fraction_RP_violations(kept_times, kept_amplitudes, use_times, param)
+        fractions = fractions[0]
+        index = int(out["RPV_window_index"])
+        out["fractionRPVs_estimatedTauR"] = fractions[index]
+        step = param.get("tauR_valuesStep", 0.0005)
+        window = np.arange(param.get("tauR_valuesMin", 0.002), param.get("tauR_valuesMax", 0.002) + step, step)
+        out["estimatedTauR"] = window[index] if index < len(window) else window[0]
+
+    out["presenceRatio"] = qm.presence_ratio(kept_times, out["useTheseTimesStart"], out["useTheseTimesStop"], param)
+    if param.get("computeDrift") and recording.pc_features is not None:
+        out["maxDriftEstimate"], out["cumDriftEstimate"] = qm.max_drift_estimate(
+            np.asarray(recording.pc_features[spike_ids]), pc_ind[np.newaxis], kept_clusters, kept_times, 0,
+            recording.channel_positions, param)
+    out["nSpikes"] = kept_times.shape[0]
+
+    baseline_window = np.array((param["waveform_baseline_window_start"], param["waveform_baseline_window_stop"]))
+    shape = qm.waveform_shape(template[np.newaxis], 0, np.array([max_channel]), recording.channel_positions,
+                              baseline_window, param)
+    for name, value in zip(("nPeaks", "nTroughs", "waveformDuration_peakTrough", "spatialDecaySlope",
+                            "waveformBaselineFlatness", "scndPeakToTroughRatio", "peak1ToPeak2Ratio",
+                            "mainPeakToTroughRatio", "troughToPeak2Ratio", "mainPeak_before_width",
+                            "mainTrough_width"), shape):
+        out[name] = value
+    if recording.raw is not None:
+        out["rawAmplitude"], out["signalToNoiseRatio"] = raw_metrics(recording, spike_ids, max_channel)
+    return {name: float(value) for name, value in out.items()}
+
+
+def metrics_table(recording: Recording, clusters: dict[int, np.ndarray]) -> pd.DataFrame:
+    """One row per cluster (``{cluster id: spike ids}``), Bombcell's columns plus ``phy_clusterID``."""
+    rows = [{"phy_clusterID": int(cluster_id), **cluster_metrics(recording, spike_ids)}
+            for cluster_id, spike_ids in clusters.items()]
+    return pd.DataFrame(rows, columns=["phy_clusterID", *metric_names(), "maxChannels"])
+
+
+class MetricsProcess:
+    """`metrics_table` in a child process that keeps the recording open between calls, so that the computation
+    never holds the GIL Phy's GUI thread needs. A plain ``python -m phy_bcreason.live_metrics`` child, not
+    multiprocessing's spawn, which would run the script that started Phy again in the child. The two processes
+    exchange pickles over the child's stdin/stdout; the child reads nothing but the parquet and npy files."""
+
+    def __init__(self, ks_dir: str | Path, bombcell_dir: str | Path):
+        package_parent = str(Path(__file__).resolve().parents[1])
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent,
+                                                                           os.environ.get("PYTHONPATH")]))}
+        self.child = subprocess.Popen([sys.executable, "-m", "phy_bcreason.live_metrics", str(ks_dir),
+                                       str(bombcell_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        self.ready = False
+
+    def wait_ready(self) -> None:
+        """Block until the child has opened the recording and imported Bombcell (seconds, once)."""
+        if not self.ready:
+            self._answer()
+            self.ready = True
+
+    def _answer(self):
+        try:
+            ok, payload = pickle.load(self.child.stdout)
+        except (EOFError, OSError, pickle.UnpicklingError):
+            raise LiveMetricsError("the process computing live metrics stopped (its error is in Phy's console)") \
+                from None
+        if not ok:
+            raise LiveMetricsError(payload)
+        return payload
+
+    def table(self, clusters: dict[int, np.ndarray]) -> tuple[pd.DataFrame, LiveInfo]:
+        self.wait_ready()
+        try:
+            pickle.dump({int(c): np.asarray(s, dtype=np.int64) for c, s in clusters.items()}, self.child.stdin)
+            self.child.stdin.flush()
+        except OSError:
+            raise LiveMetricsError("the process computing live metrics stopped (its error is in Phy's console)") \
+                from None
+        return self._answer()
+
+    def close(self) -> None:
+        """Stop the child at once: it only ever reads files, so there is nothing to finish."""
+        self.child.kill()
+        self.child.wait()
+        for pipe in (self.child.stdin, self.child.stdout):
+            pipe.close()
+
+
+def share_rpv_counts() -> None:
+    """Bombcell counts a unit's refractory-period violations three times on the same spike times (the first
+    pass over time chunks, the contamination estimate, the RPV status); the count is a pure function of its
+    inputs and most of a unit's cost. In our own child process, remember the last few counts by content."""
+    import bombcell.quality_metrics as qm
+
+    count, remembered = qm._sliding_rp_violation_counts, {}
+
+    @functools.wraps(count)
+    def remembering_count(spike_times, duration, tauR_values, tauC, tauR_reject):
+        key = (hashlib.blake2b(np.ascontiguousarray(spike_times, dtype=float).tobytes()).digest(), float(duration),
+               np.asarray(tauR_values, dtype=float).tobytes(), float(tauC), float(tauR_reject))
+        if key not in remembered:
+            if len(remembered) > 8:
+                remembered.clear()
+            remembered[key] = count(spike_times, duration, tauR_values, tauC, tauR_reject)
+        return remembered[key]
+
+    qm._sliding_rp_violation_counts = remembering_count
+
+
+def serve(ks_dir: str, bombcell_dir: str) -> None:
+    """The child's loop: {cluster id: spike ids} in, (True, (table, info)) or (False, message) out."""
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)  # Bombcell prints: to stderr, never into the answers
+    error, recording = None, None
+    try:
+        results = load_results(bombcell_dir, ks_dir=ks_dir)
+        recording = Recording.load(ks_dir, results.params, results.metrics)
+        share_rpv_counts()  # imports Bombcell: seconds, before the first merge rather than during it
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}".splitlines()[0] if not isinstance(exc, LiveMetricsError) else str(exc)
+    pickle.dump((True, None), out)  # ready (errors are told with each answer)
+    out.flush()
+    while True:
+        try:
+            clusters = pickle.load(sys.stdin.buffer)
+        except EOFError:
+            return
+        try:
+            answer = (False, error) if error else (True, (metrics_table(recording, clusters), recording.info()))
+        except Exception as exc:
+            answer = (False, f"{type(exc).__name__}: {exc}".splitlines()[0])
+        pickle.dump(answer, out)
+        out.flush()
+
+
+if __name__ == "__main__":
+    from phy_bcreason import live_metrics  # the real module, so that what it pickles names it, not __main__
+
+    live_metrics.serve(*sys.argv[1:3])
