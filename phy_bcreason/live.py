@@ -1,57 +1,91 @@
-"""What the plugin shows, without Qt: column values per cluster, and where clusters without a Bombcell row
-came from (merges and splits of this session)."""
+"""What the plugin shows, without Qt: column values per cluster, including clusters Bombcell never saw
+(merged or split in Phy), whose metrics are recomputed live (`live_metrics.py`) and explained by the same
+engine."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
-from .api import apply_judgement, explain
+from .api import apply_judgement, bombcell_labels, explain
 from .bombcell_io import BombcellResults, BombcellResultsError, find_bombcell_dir, load_results
 from .engine import Explanation
+from .live_metrics import LiveInfo, MetricsProcess
 from .whatif import describe_overrides, label_changes, save_parameters
 
-COLUMNS = ("bc_label", "bc_classificationReason", "bc_nFailed", "bc_margin")
+
+@dataclass
+class LiveUpdate:
+    """What the worker hands back to the GUI thread after recomputing clusters live."""
+
+    cluster_ids: list[int]
+    overrides: dict
+    error: str | None = None
+    judged: dict[int, str] = field(default_factory=dict)  # Bombcell's own labels for them
+    live_metrics: pd.DataFrame | None = None                # every row recomputed live so far
+    saved: Explanation | None = None                        # every cluster, at the run's parameters
+    what_if: Explanation | None = None                      # every cluster, with ``overrides``
+    info: LiveInfo | None = None
+
+
+COLUMNS = ("bc_label", "bc_classificationReason", "bc_nFailed", "bc_margin", "bc_source")
 # Static files Bombcell (or an earlier export) leaves in the Kilosort folder whose columns these replace.
 REPLACED_METADATA = ("bc_unitType", "bc_label", "bc_classificationReason", "bc_nFailed", "bc_margin")
 NO_ROW_LABEL = "(no row)"
+COMPUTING_LABEL = "(computing)"
+# bc_source: where a cluster's metrics come from
+FROM_RUN, FROM_LIVE = "bombcell", "live"
 
 
 class LiveReasons:
     """Bombcell's explanation for a Phy session; never raises on load (see ``error``)."""
 
     def __init__(self, explanation: Explanation | None = None, error: str | None = None,
-                 results: BombcellResults | None = None):
+                 results: BombcellResults | None = None, ks_dir: str | Path | None = None):
+        self.ks_dir = Path(ks_dir) if ks_dir is not None else (results.folder.parent if results else None)
         self.explanation = explanation  # what the columns and the dock show (with what-if edits, if any)
         self.saved = explanation        # at the parameters Bombcell ran with
         self.overrides: dict = {}
         self.results = results
         self.error = error
         self.origins: dict[int, tuple[int, ...]] = {}  # new cluster id -> Bombcell clusters it came from
+        self.live_metrics: pd.DataFrame | None = None   # rows recomputed live for clusters Bombcell never saw
+        self.live_spikes: dict[int, int] = {}            # cluster id -> its spike count, live rows only
+        self.pending: dict[int, int] = {}                # cluster id -> spike count, being computed
+        self.failed: dict[int, str] = {}                 # cluster id -> why it could not be recomputed
+        self.live_info: LiveInfo | None = None           # what the live computation rebuilt and left out
+        self.process: MetricsProcess | None = None       # computes the live metrics
+        self._computed: pd.DataFrame | None = None       # the worker's copy of live_metrics
+        self._judged: dict[int, str] = {}                # Bombcell's own label per cluster id, where known
         self._columns: dict[int, dict] = {}
         self._refresh_columns()
 
-    def _refresh_columns(self) -> None:
-        """Phy asks for every column of every cluster at start-up: answer from plain dicts, built once."""
-        if self.explanation is None:
+    def _refresh_columns(self, cluster_ids=None) -> None:
+        """Phy asks for every column of every cluster at start-up: answer from plain dicts, built once (for
+        ``cluster_ids`` only, when just those changed)."""
+        explanation = self.explanation
+        if explanation is None:
             return
-        table = self.explanation.table()
-        margins = [round(m, 3) if math.isfinite(m) else math.nan for m in table["margin"].tolist()]
-        self._columns = {
-            int(cluster_id): {"bc_label": label, "bc_classificationReason": reason, "bc_nFailed": n,
-                              "bc_margin": margin}
+        rows = slice(None) if cluster_ids is None else [explanation.rows[int(c)] for c in cluster_ids]
+        margins = [round(m, 3) if math.isfinite(m) else math.nan for m in explanation.flip_margins[rows].tolist()]
+        columns = {
+            cluster_id: {"bc_label": label, "bc_classificationReason": reason, "bc_nFailed": n, "bc_margin": margin,
+                         "bc_source": FROM_LIVE if cluster_id in self.live_spikes else FROM_RUN}
             for cluster_id, label, reason, n, margin in zip(
-                table.index.tolist(), table["label"].tolist(), table["reason"].tolist(),
-                table["n_decisive"].tolist(), margins)
+                explanation.cluster_ids[rows].tolist(), explanation.labels[rows].tolist(),
+                explanation.reasons[rows].tolist(), explanation.n_decisive[rows].tolist(), margins)
         }
+        self._columns = columns if cluster_ids is None else {**self._columns, **columns}
 
     @classmethod
     def load(cls, ks_dir: str | Path, bombcell_dir: str | Path | None = None) -> LiveReasons:
         try:
             results = load_results(find_bombcell_dir(ks_dir, bombcell_dir), ks_dir=ks_dir)
-            return cls(explain(results, check=False), results=results)
+            return cls(explain(results, check=False), results=results, ks_dir=ks_dir)
         except BombcellResultsError as exc:
             return cls(error=str(exc))
         except Exception as exc:  # never let bad results break Phy
@@ -63,23 +97,147 @@ class LiveReasons:
             return f"phy-bcreason: {self.error}"
         if self.overrides:
             return f"phy-bcreason: {self.whatif_line()}"
-        counts = pd.Series(self.explanation.labels).replace("", "(empty)").value_counts()
+        run_labels = self.explanation.labels[: len(self.results.cluster_ids)]  # Bombcell's own rows
+        counts = pd.Series(run_labels).replace("", "(empty)").value_counts()
         summary = ", ".join(f"{n} {label}" for label, n in counts.items())
         notes = self.notes()
         more = f" ({len(notes)} note{'s' if len(notes) > 1 else ''}: see the why? dock)" if notes else ""
-        return f"phy-bcreason: Bombcell labels from {self.explanation.source}: {summary}{more}"
+        live = f"; {len(self.live_spikes)} recomputed live" if self.live_spikes else ""
+        return f"phy-bcreason: Bombcell labels from {self.explanation.source}: {summary}{live}{more}"
 
     def notes(self) -> list[str]:
         """What the loader and the engine worked around (the CLI prints them as 'note: ...')."""
-        return list(self.saved.notes) if self.saved is not None else []
+        notes = list(self.saved.notes) if self.saved is not None else []
+        if self.live_info is not None and self.live_spikes:
+            notes += self.live_info.notes
+        return notes
 
     def apply_judgement(self, judged) -> list[int]:
         """Apply Bombcell's own labels for the saved parameters (computed off the GUI thread); returns the
         cluster ids that changed."""
-        rows = apply_judgement(self.saved, judged)
+        judged = np.asarray(judged, dtype=object)
+        self._judged.update(zip(self.saved.cluster_ids[: len(judged)].tolist(), judged.tolist()))
+        rows = apply_judgement(self.saved, self._judged_labels())
         if not self.overrides:
             self._refresh_columns()
         return [int(self.saved.cluster_ids[r]) for r in rows]
+
+    def _judged_labels(self) -> np.ndarray:
+        """Bombcell's own labels aligned with ``saved``'s rows (the rule table's where not known)."""
+        return np.array([self._judged.get(c, label) for c, label in
+                         zip(self.saved.cluster_ids.tolist(), self.saved.labels.tolist())], dtype=object)
+
+    # -- clusters Bombcell never saw: their metrics are recomputed live --------------------------------------
+
+    def all_results(self, live_metrics: pd.DataFrame | None = None) -> BombcellResults:
+        """Bombcell's rows followed by the rows recomputed live."""
+        results = self.results
+        live_metrics = self.live_metrics if live_metrics is None else live_metrics
+        if live_metrics is None or not len(live_metrics):
+            return results
+        live_ids = live_metrics["phy_clusterID"].to_numpy(dtype=np.int64)
+        metrics = pd.concat([results.metrics, live_metrics], ignore_index=True)
+        return BombcellResults(results.folder, results.params, metrics,
+                               np.concatenate([results.cluster_ids, live_ids]), results.notes)
+
+    def to_compute(self, cluster_ids) -> list[int]:
+        """Those of ``cluster_ids`` that have no row and are not being computed or known to fail."""
+        if self.results is None:
+            return []
+        return [int(c) for c in cluster_ids
+                if not self.has_row(c) and int(c) not in self.pending and int(c) not in self.failed]
+
+    def start_computing(self, spikes: dict[int, np.ndarray]) -> None:
+        self.pending.update({int(c): len(s) for c, s in spikes.items()})
+
+    def compute(self, spikes: dict[int, np.ndarray], overrides: dict) -> LiveUpdate:
+        """Off the GUI thread: Bombcell's metrics for these clusters ({id: spike ids}), Bombcell's own labels for
+        them, and every cluster explained again (with ``overrides``, the what-if edits of the moment)."""
+        update = LiveUpdate([int(c) for c in spikes], overrides=dict(overrides))
+        try:
+            table, update.info = self.start_process().table(spikes)
+        except Exception as exc:
+            update.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            return update
+        try:
+            update.judged = dict(zip(update.cluster_ids, bombcell_labels(table, self.results.params, quiet=False)))
+        except Exception:
+            pass  # the rule table's labels stand, as for Bombcell's own rows when the classifier cannot run
+        # Jobs run one at a time on the worker: this table is the worker's, the GUI thread adopts a copy.
+        self._computed = table if self._computed is None else pd.concat([self._computed, table], ignore_index=True)
+        update.live_metrics = self._computed
+        results = self.all_results(self._computed)
+        update.saved = explain(results, check=False)
+        update.what_if = explain(results, overrides=overrides, check=False) if overrides else None
+        for explanation in (update.saved, update.what_if):
+            if explanation is not None:
+                explanation.rows  # noqa: B018  (build the id -> row map here, not on the GUI thread)
+        return update
+
+    def start_process(self) -> MetricsProcess:
+        """The process computing live metrics (started at most once; from the worker thread)."""
+        if self.process is None:
+            self.process = MetricsProcess(self.ks_dir, self.results.folder)
+        return self.process
+
+    def close(self) -> None:
+        if self.process is not None:
+            self.process.close()
+
+    def add_live(self, update: LiveUpdate) -> list[int]:
+        """On the GUI thread: take in what `compute` returned. Returns the cluster ids whose columns changed."""
+        for cluster_id in update.cluster_ids:
+            self.pending.pop(cluster_id, None)
+        if update.error is not None:
+            self.failed.update(dict.fromkeys(update.cluster_ids, update.error))
+            return update.cluster_ids
+        self.live_metrics, self.live_info = update.live_metrics, update.info
+        self.live_spikes.update(zip(update.live_metrics["phy_clusterID"].astype(int).tolist(),
+                                    update.live_metrics["nSpikes"].tolist()))
+        self._judged.update(update.judged)
+        self.saved = update.saved
+        if self._judged:
+            apply_judgement(self.saved, self._judged_labels())
+        if not self.overrides:
+            self.explanation = self.saved
+        elif self.overrides == update.overrides:
+            self.explanation = update.what_if
+        else:  # edited while the worker computed: explain again with the edits of now
+            self.explanation = explain(self.all_results(), overrides=self.overrides, check=False)
+            self._refresh_columns()
+            return list(self._columns)
+        # Each unit is explained on its own: only the new rows change.
+        self._refresh_columns(update.cluster_ids)
+        return update.cluster_ids
+
+    def live_status(self, cluster_ids) -> str:
+        """Status-bar line once clusters were recomputed live."""
+        cluster_ids = [int(c) for c in cluster_ids]
+        failed = [c for c in cluster_ids if c in self.failed]
+        if failed:
+            return f"phy-bcreason: could not recompute cluster {', '.join(map(str, failed))} live: " \
+                   f"{self.failed[failed[0]]}"
+        shown = [f"{c} {self.column_values(c)['bc_label'] or '(empty)'}" for c in cluster_ids[:5]]
+        more = ", ..." if len(cluster_ids) > 5 else ""
+        return f"phy-bcreason: recomputed live from Bombcell's metrics: cluster {', '.join(shown)}{more}"
+
+    def source_line(self, cluster_id: int) -> str | None:
+        """For a cluster recomputed live: what was computed, from what, and what was not."""
+        cluster_id = int(cluster_id)
+        if cluster_id not in self.live_spikes or self.live_info is None:
+            return None
+        parents = self.origins.get(cluster_id)
+        made = f"made in Phy from cluster(s) {', '.join(map(str, parents))}" if parents else \
+            "not in Bombcell's run"
+        parts = [f"Recomputed live: {made}; Bombcell's metric functions on its {self.live_spikes[cluster_id]:,.0f} "
+                 "spikes and the mean of its Kilosort templates, as Bombcell does for a curated folder."]
+        if self.live_info.not_live:
+            reasons: dict[str, list[str]] = {}
+            for metric, why in self.live_info.not_live.items():
+                reasons.setdefault(why, []).append(metric)
+            parts += [f"Not recomputed: {', '.join(metrics)} ({why})." for why, metrics in reasons.items()]
+        parts += [f"Rebuilt parameter {name}: {how}." for name, how in self.live_info.rebuilt.items()]
+        return " ".join(parts)
 
     def set_overrides(self, overrides: dict) -> list[int]:
         """Re-explain every cluster with edited thresholds or switches ({} restores the saved run).
@@ -90,7 +248,8 @@ class LiveReasons:
             return []
         before = self._columns
         self.overrides = dict(overrides)
-        self.explanation = explain(self.results, overrides=self.overrides, check=False) if overrides else self.saved
+        self.explanation = explain(self.all_results(), overrides=self.overrides, check=False) if overrides \
+            else self.saved
         self._refresh_columns()
         return [c for c, values in self._columns.items() if before.get(c) != values]
 
@@ -114,20 +273,28 @@ class LiveReasons:
         return self.saved.row_of(cluster_id)
 
     def column_values(self, cluster_id: int) -> dict:
-        """The four plugin columns for one cluster (NaN numbers where there is nothing to show)."""
+        """The plugin's columns for one cluster (NaN numbers where there is nothing to show)."""
         values = self._columns.get(int(cluster_id))
         if values is None:
-            return {"bc_label": NO_ROW_LABEL, "bc_classificationReason": self.why_no_row(cluster_id),
-                    "bc_nFailed": math.nan, "bc_margin": math.nan}
+            computing = int(cluster_id) in self.pending
+            return {"bc_label": COMPUTING_LABEL if computing else NO_ROW_LABEL,
+                    "bc_classificationReason": self.why_no_row(cluster_id), "bc_nFailed": math.nan,
+                    "bc_margin": math.nan, "bc_source": FROM_LIVE if computing else ""}
         return values
 
     def why_no_row(self, cluster_id: int) -> str:
         if self.explanation is None:
             return f"no Bombcell results: {self.error}"
-        parents = self.origins.get(int(cluster_id))
+        cluster_id = int(cluster_id)
+        parents = self.origins.get(cluster_id)
+        origin = f"new in this session, from cluster(s) {', '.join(map(str, parents))}" if parents else \
+            "not in Bombcell's run"
+        if cluster_id in self.pending:
+            return f"computing Bombcell's metrics from {self.pending[cluster_id]:,} spikes…"
+        if cluster_id in self.failed:
+            return f"no Bombcell row ({origin}); could not recompute live: {self.failed[cluster_id]}"
         if parents:
-            return (f"no Bombcell row: new in this session, from cluster(s) {', '.join(map(str, parents))}; "
-                    "Bombcell did not label it")
+            return f"no Bombcell row: {origin}; Bombcell did not label it"
         return "no Bombcell row for this cluster id"
 
     def record_clustering(self, descendants) -> list[int]:

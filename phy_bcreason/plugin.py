@@ -1,14 +1,18 @@
-"""Show why Bombcell labelled each cluster: four cluster-view columns and a "why?" dock, kept true through
-merges and splits. Glue only: the decisions live in `live.py`, `engine.py` and `why_view.py`."""
+"""Show why Bombcell labelled each cluster: cluster-view columns and a "why?" dock, kept true through merges
+and splits (new clusters get Bombcell's metrics recomputed live, on a worker thread). Glue only: the decisions
+live in `live.py`, `live_metrics.py`, `engine.py` and `why_view.py`."""
 
 from __future__ import annotations
 
+import collections
 import functools
 import logging
+import queue
 import threading
+import time
 
 from phy import IPlugin, connect, unconnect
-from qtpy.QtCore import QObject, Signal
+from qtpy.QtCore import QObject, QTimer, Signal
 
 from .api import bombcell_labels
 from .live import COLUMNS, REPLACED_METADATA, LiveReasons
@@ -18,16 +22,23 @@ logger = logging.getLogger("phy")
 VIEW_NAME = BombcellWhyView.__name__
 
 
+# How long each of the plugin's calls on the GUI thread took (name, seconds): benchmarks/bench_merge.py reads it.
+GUI_THREAD_TIMES: collections.deque = collections.deque(maxlen=10_000)
+
+
 def _never_raise(func):
     """Phy's event loop must never see our exceptions: log them instead."""
+    name = getattr(func, "__name__", repr(func))
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        start = time.perf_counter()
         try:
             return func(*args, **kwargs)
         except Exception as exc:
-            name = getattr(func, "__name__", repr(func))
             logger.warning("phy-bcreason: %s failed: %s: %s", name, type(exc).__name__, exc)
+        finally:
+            GUI_THREAD_TIMES.append((name, time.perf_counter() - start))
 
     return wrapper
 
@@ -36,37 +47,95 @@ def update_rows(table, rows: list[dict]) -> None:
     """Patch rows of a Phy table (cluster or similarity view) in place.
 
     Phy's public `Table.change()` refits the height of every row and the width of every column, seconds on
-    thousands of clusters, for each call. Our values never change a row's height: telling Qt which cells
-    changed lets its sort/filter proxy move just those rows. Falls back to `change()` if Phy's table is
-    built otherwise.
+    thousands of clusters, for each call. Telling Qt which cells changed lets its sort/filter proxy move just
+    those rows, but Phy's columns resize to their contents, so Qt still measures every visible cell (40-80 ms
+    on our machines): that is done only when it matters (the table is sorted or filtered by a changed column,
+    or a new value is wider than its column); otherwise the table is just repainted. Falls back to `change()`
+    if Phy's table is built otherwise.
     """
     model = getattr(table, "_model", None)
     rows_by_id = getattr(model, "_rows_by_id", None)
     if not rows or rows_by_id is None or not hasattr(model, "dataChanged"):
         return table.change(rows)
-    positions = {id(row): i for i, row in enumerate(model._rows)} if len(rows) > 1 else None
-    columns = [table.columns.index(name) for name in rows[0] if name in table.columns and name != "id"]
-    if not columns:
+    names = [name for name in rows[0] if name in table.columns and name != "id"]
+    if not names:
         return
-    for patch in rows:
-        row = rows_by_id.get(patch["id"])
-        if row is None:
-            continue
+    patched = [(rows_by_id[patch["id"]], patch) for patch in rows if patch["id"] in rows_by_id]
+    for row, patch in patched:
         row.update(patch)
+    if not _needs_layout(table, names, [patch for _, patch in patched]):
+        table.table_view.viewport().update()
+        return
+    positions = {id(row): i for i, row in enumerate(model._rows)} if len(patched) > 1 else None
+    columns = [table.columns.index(name) for name in names]
+    for row, _ in patched:
         i = positions[id(row)] if positions is not None else model._rows.index(row)
         model.dataChanged.emit(model.index(i, min(columns)), model.index(i, max(columns)))
 
 
-class _Judgement(QObject):
-    """Carries Bombcell's own labels from the worker thread back to the GUI thread."""
+def _needs_layout(table, names: list[str], patches: list[dict]) -> bool:
+    """Whether changed values can move rows (sort, filter) or need a wider column."""
+    sort = getattr(table, "_current_sort", None)
+    if getattr(table, "_filter_is_active", True) or (sort and sort[0] in names):
+        return True
+    view = table.table_view
+    metrics = view.fontMetrics()
+    for name in names:
+        width = view.columnWidth(table.columns.index(name)) - 12  # the cell's padding
+        if any(metrics.horizontalAdvance(_cell_text(patch[name])) > width for patch in patches):
+            return True
+    return False
 
-    done = Signal(object)
+
+def _cell_text(value) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)  # as Qt shows a double
+
+
+class Worker(QObject):
+    """One background thread running jobs in order; each job's result is handed to its callback on the GUI
+    thread (through a queued Qt signal), so the GUI thread only ever waits for the callbacks."""
+
+    done = Signal(object, object)
+
+    def __init__(self):
+        super().__init__()
+        self.jobs: queue.Queue = queue.Queue()
+        self.busy = 0  # jobs submitted whose callback has not run yet
+        self.done.connect(self._finish)
+        threading.Thread(target=self._run, daemon=True).start()
+
+    def submit(self, job, callback, later: bool = False) -> None:
+        """Run ``job()`` on the worker, then ``callback(result)`` on the GUI thread; with ``later``, the job is
+        queued only when the GUI thread is back in its event loop."""
+        self.busy += 1
+        if later:
+            QTimer.singleShot(0, lambda: self.jobs.put((job, callback)))
+        else:
+            self.jobs.put((job, callback))
+
+    def idle(self) -> bool:
+        return self.busy == 0
+
+    def _run(self) -> None:
+        while True:
+            job, callback = self.jobs.get()
+            try:
+                result = job()
+            except Exception as exc:  # a job's own errors are its business; never kill the thread
+                logger.warning("phy-bcreason: background job failed: %s: %s", type(exc).__name__, exc)
+                result = None
+            self.done.emit(callback, result)
+
+    def _finish(self, callback, result) -> None:
+        self.busy -= 1
+        _never_raise(callback)(result)
 
 
 class BombcellReasonPlugin(IPlugin):
     def attach_to_controller(self, controller):
         live = LiveReasons.load(controller.dir_path)
         self.live = live
+        controller.phy_bcreason = self  # for scripts and tests: the plugin's state and its worker
         # Static Bombcell columns read from TSV files would duplicate ours and go stale after merges.
         for name in REPLACED_METADATA:
             controller.model.metadata.pop(name, None)
@@ -110,11 +179,36 @@ class BombcellReasonPlugin(IPlugin):
                 for view in gui.list_views(VIEW_NAME):
                     view.show_clusters(cluster_ids)
 
+            worker = Worker()
+            self.worker = worker  # tests wait on worker.idle()
+            closed = []
+
+            def compute_live(cluster_ids, on_open=False):
+                """Clusters Bombcell never saw: show them as computing, recompute their metrics off the GUI
+                thread, then re-explain and show them."""
+                to_compute = live.to_compute(cluster_ids)
+                if not to_compute:
+                    return
+                spikes = {c: supervisor.clustering.spikes_per_cluster[c] for c in to_compute}
+                live.start_computing(spikes)
+                overrides = dict(live.overrides)
+
+                def show_live(update):
+                    if closed or update is None:
+                        return
+                    refresh(live.add_live(update))
+                    gui.status_message = live.status_line() if on_open else live.live_status(update.cluster_ids)
+
+                # started once Phy has finished its own work on the merge, so as not to compete with it
+                worker.submit(lambda: live.compute(spikes, overrides), show_live, later=True)
+
             @connect(sender=supervisor)
             @_never_raise
             def on_cluster(sender, up):
                 if up.added:
-                    refresh(live.record_clustering(up.descendants))
+                    live.record_clustering(up.descendants)
+                    compute_live(up.added)
+                    refresh(up.added)
 
             def set_overrides(overrides):
                 """A what-if edit from a dock: re-explain every cluster, update columns, docks, status bar."""
@@ -132,28 +226,30 @@ class BombcellReasonPlugin(IPlugin):
 
             self._set_overrides, self._list = set_overrides, list_clusters
 
-            judgement = _Judgement()
-            judgement.done.connect(_never_raise(lambda judged: _apply_judgement(live, judged, gui, refresh)))
-            self._judgement = judgement  # keep the bridge alive
             if live.results is not None:
-                threading.Thread(target=_judge, args=(live, judgement), daemon=True).start()
+                worker.submit(lambda: _judge(live), lambda judged: judged is not None and not closed and
+                              _apply_judgement(live, judged, gui, refresh))
+                # the process computing live metrics takes seconds to start: start it now, not at the first merge
+                worker.submit(lambda: live.start_process().wait_ready(), lambda ready: None)
+            compute_live(supervisor.clustering.cluster_ids, on_open=True)  # e.g. curated in an earlier session
 
             @connect(sender=gui)
             def on_close(sender):
+                closed.append(True)
+                live.close()
                 unconnect(on_select, on_cluster, on_close)
 
         self._on_gui_ready = on_gui_ready
 
 
-def _judge(live: LiveReasons, judgement: _Judgement) -> None:
+def _judge(live: LiveReasons):
     """Off the GUI thread (importing Bombcell takes seconds): Bombcell's own labels for the same results."""
     try:
-        judged = bombcell_labels(live.results.metrics, live.results.params, quiet=False)
+        return bombcell_labels(live.results.metrics, live.results.params, quiet=False)
     except Exception as exc:
         logger.warning("phy-bcreason: Bombcell's own classifier could not run (%s); labels are the rule "
                        "table's", exc)
-        return
-    judgement.done.emit(judged)
+        return None
 
 
 def _apply_judgement(live: LiveReasons, judged, gui, refresh) -> None:

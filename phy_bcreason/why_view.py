@@ -73,6 +73,7 @@ class DockContent:
     reason: str
     label: str | None = None
     lines: list[Line] = field(default_factory=list)
+    source: str = ""  # for clusters recomputed live: what was computed and what was not
 
 
 def _rule_line(c: dict, depth: int) -> Line:
@@ -97,12 +98,19 @@ def dock_content(live: LiveReasons, cluster_id: int) -> DockContent:
     if live.explanation is None:
         return DockContent(f"cluster {cluster_id}", f"No Bombcell explanation: {live.error}")
     if not live.has_row(cluster_id):
-        return DockContent(f"cluster {cluster_id}: no Bombcell row", live.why_no_row(cluster_id))
+        state = "computing…" if cluster_id in live.pending else "no Bombcell row"
+        return DockContent(f"cluster {cluster_id}: {state}", live.why_no_row(cluster_id))
     explanation = live.explanation
     row = live.row(cluster_id)
     label = str(explanation.labels[row])
-    content = DockContent(f"cluster {cluster_id}: {label or '(empty)'}", str(explanation.reasons[row]), label)
+    source = live.source_line(cluster_id)
+    title = f"cluster {cluster_id}: {label or '(empty)'}" + (" (recomputed live)" if source else "")
+    content = DockContent(title, str(explanation.reasons[row]), label, source=source or "")
     comparisons = explanation.comparisons(cluster_id)
+    if source:
+        for c in comparisons:
+            if c["metric"] in live.live_info.not_live and c["status"] in ("missing", "inactive"):
+                c["note"] = live.live_info.not_live[c["metric"]]
     for block in BLOCKS:
         in_block = [c for c in comparisons if c["block"] == block]
         status = _block_status([c["status"] for c in in_block])
@@ -130,7 +138,7 @@ def dock_content(live: LiveReasons, cluster_id: int) -> DockContent:
 
 def content_text(content: DockContent) -> str:
     """Plain text of the dock, for the clipboard."""
-    out = [content.title, content.reason]
+    out = [content.title, content.reason] + ([content.source] if content.source else [])
 
     def walk(lines):
         for line in lines:
@@ -158,6 +166,10 @@ class BombcellWhyView(QWidget):
         self.reason = QLabel()
         self.reason.setWordWrap(True)
         self.reason.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.source = QLabel()  # clusters recomputed live say so
+        self.source.setWordWrap(True)
+        self.source.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.source.setStyleSheet("color: #7fd7e8;")
         self.chooser = QComboBox()
         self.chooser.currentIndexChanged.connect(self._show_chosen)
         copy = QPushButton("Copy")
@@ -220,6 +232,7 @@ class BombcellWhyView(QWidget):
         layout.addWidget(self.banner)
         layout.addWidget(self.notes)
         layout.addWidget(self.reason)
+        layout.addWidget(self.source)
         layout.addWidget(self.tabs, 1)
         layout.addLayout(switches)
         self.show_clusters([])
@@ -289,6 +302,11 @@ class BombcellWhyView(QWidget):
             shown = f" &nbsp;<small>({len(self.cluster_ids)} selected: pick one on the right)</small>"
         self.title.setText(f"<b style='color:{colour}'>{self.content.title}</b>{shown}")
         self.reason.setText(self.content.reason)
+        self.source.setText(self.content.source)
+        self.source.setVisible(bool(self.content.source))
+        notes = self.live.notes()
+        self.notes.setText("\n".join(f"note: {note}" for note in notes))
+        self.notes.setVisible(bool(notes))
         self._fill_tree(self.content.lines)
         self._filling = True
         params = self.live.explanation.params if self.live.explanation is not None else {}

@@ -15,8 +15,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,14 +26,13 @@ import pytest
 from phy.gui.qt import QApplication
 
 from phy_bcreason import explain_folder
-from phy_bcreason import plugin as bc_plugin
 from phy_bcreason.bombcell_io import METRICS_FILE, PARAMS_FILE, BombcellResultsError
 from phy_bcreason.cli import AUDIT_FILE, REASON_FILE
 from phy_bcreason.engine import STATUS_NAMES, STATUS_TEXT
-from phy_bcreason.live import NO_ROW_LABEL
+from phy_bcreason.live import FROM_LIVE, FROM_RUN, NO_ROW_LABEL
 from phy_bcreason.why_view import STATUS_COLUMN
 from tests import dataset_builder as dsb
-from tests.test_plugin_gui import dock, rows, select
+from tests.test_plugin_gui import dock, rows, select, wait_for_plugin
 from tests.test_robustness import edit_metrics, params_path, snapshot
 
 PHY_OWN = (".phy", "phy.log")  # what Phy itself writes into the folder it opens
@@ -56,24 +53,6 @@ def user_files(folder: Path) -> dict[str, bytes]:
 
 def phy_cluster_ids(ks: Path) -> list[int]:
     return [int(c) for c in np.unique(np.load(ks / "spike_clusters.npy"))]
-
-
-def wait_for_judgement(timeout: float = 120.0) -> None:
-    """The plugin runs Bombcell's own classifier in a thread and posts its labels back to the GUI thread:
-    wait for the thread, then let Qt deliver the queued signal."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        busy = [t for t in threading.enumerate()
-                if t.is_alive() and (getattr(t, "_target", None) is bc_plugin._judge or "(_judge)" in t.name)]
-        if not busy:
-            break
-        QApplication.processEvents()
-        time.sleep(0.02)
-    else:
-        raise AssertionError("Bombcell's classifier thread did not finish")
-    for _ in range(20):
-        QApplication.processEvents()
-        time.sleep(0.005)
 
 
 def close(controller, gui) -> None:
@@ -175,7 +154,7 @@ class ErrorCase:
 class UsableCase:
     build: object
     notes: tuple[str, ...]
-    no_row: list[int] = field(default_factory=list)  # Phy clusters without a Bombcell row
+    live: list[int] = field(default_factory=list)  # Phy clusters without a Bombcell row: recomputed live
     missing_metrics: tuple[str, ...] = ()
     # What the status bar starts with: None = the plugin's label summary; else a fragment of its warning.
     status: str | None = None
@@ -200,13 +179,13 @@ USABLE_CASES = {
         status="phy-bcreason: Bombcell's own classifier could not run ('mainPeakToTroughRatio')"),
     "extra-and-missing-rows": UsableCase(
         extra_and_missing_rows, ("2 result rows have cluster ids not in spike_clusters.npy (40, 41)",
-                                 "1 cluster in spike_clusters.npy has no Bombcell row (12)"), no_row=[12]),
+                                 "1 cluster in spike_clusters.npy has no Bombcell row (12)"), live=[12]),
     "matlab-results": UsableCase(
-        matlab_results, ("1 cluster in spike_clusters.npy has no Bombcell row (8)",), no_row=[8]),
+        matlab_results, ("1 cluster in spike_clusters.npy has no Bombcell row (8)",), live=[8]),
     "nan-and-inf-metrics": UsableCase(nan_and_inf_metrics, ()),
     "merged-after-bombcell": UsableCase(
         merged_after_bombcell, ("2 result rows have cluster ids not in spike_clusters.npy (5, 6)",
-                                "1 cluster in spike_clusters.npy has no Bombcell row (27)"), no_row=[27]),
+                                "1 cluster in spike_clusters.npy has no Bombcell row (27)"), live=[27]),
 }
 
 
@@ -257,6 +236,7 @@ def test_error_cases_in_phy(name, ks_dataset_copy, open_phy):
 def test_usable_cases_in_phy(name, ks_dataset_copy, open_phy):
     case = USABLE_CASES[name]
     ks = ks_dataset_copy
+    original = explain_folder(ks).table()["label"].to_dict()  # before the damage
     case.build(ks)
     expected = explain_folder(ks)  # with Bombcell's own classifier, as the plugin ends up
     for fragment in case.notes:
@@ -266,16 +246,17 @@ def test_usable_cases_in_phy(name, ks_dataset_copy, open_phy):
     before_files, before_listing = user_files(ks), listing(ks)
 
     controller, gui = open_phy(ks)
-    wait_for_judgement()
+    wait_for_plugin(controller)
     assert controller.supervisor is not None
     shown = rows(controller)
     assert sorted(shown) == ids
-    assert sorted(c for c, row in shown.items() if row["bc_label"] == NO_ROW_LABEL) == case.no_row
+    assert sorted(c for c, row in shown.items() if row["bc_source"] == FROM_LIVE) == case.live
     for cluster_id, row in shown.items():
-        if cluster_id in case.no_row:
-            assert row["bc_classificationReason"] == "no Bombcell row for this cluster id"
-            assert np.isnan(row["bc_nFailed"])
+        if cluster_id in case.live:  # its metrics recomputed from its spikes: Bombcell's label for it
+            assert row["bc_label"] == original.get(cluster_id, row["bc_label"]) != NO_ROW_LABEL, cluster_id
+            assert row["bc_classificationReason"].startswith(row["bc_label"]), cluster_id
         else:
+            assert row["bc_source"] == FROM_RUN
             assert row["bc_label"] == table.loc[cluster_id, "label"], cluster_id
             assert row["bc_classificationReason"] == table.loc[cluster_id, "reason"], cluster_id
             assert row["bc_nFailed"] == table.loc[cluster_id, "n_decisive"], cluster_id
@@ -297,7 +278,7 @@ def test_usable_cases_in_phy(name, ks_dataset_copy, open_phy):
     assert view.notes.isVisibleTo(view) == bool(notes)
     for note in notes:
         assert f"note: {note}" in view.notes.text()
-    with_row = [c for c in ids if c not in case.no_row]
+    with_row = [c for c in ids if c not in case.live]
     for cluster_id in (with_row[0], with_row[-1]):
         select(controller, [cluster_id])
         assert view.content.title == f"cluster {cluster_id}: {table.loc[cluster_id, 'label']}"
@@ -315,11 +296,11 @@ def test_usable_cases_in_phy(name, ks_dataset_copy, open_phy):
         for metric in case.missing_metrics:
             missing = STATUS_TEXT[STATUS_NAMES.index("missing")]
             assert metrics[metric] == {f"{missing}: {metric} is not in the metrics table"}, metrics
-    for cluster_id in case.no_row:
+    for cluster_id in case.live:
         select(controller, [cluster_id])
-        assert view.content.title == f"cluster {cluster_id}: no Bombcell row"
-        assert view.content.reason == "no Bombcell row for this cluster id"
-        assert view.tree.topLevelItemCount() == 0
+        assert view.content.title == f"cluster {cluster_id}: {shown[cluster_id]['bc_label']} (recomputed live)"
+        assert view.content.source.startswith("Recomputed live: not in Bombcell's run;")
+        assert view.source.isVisibleTo(view) and view.tree.topLevelItemCount() == 3
 
     close(controller, gui)
     expect_folder_unchanged(ks, before_files, before_listing)
@@ -337,7 +318,7 @@ def test_path_with_spaces_and_non_ascii_characters_in_phy(ks_dataset, tmp_path, 
     before_files, before_listing = user_files(ks), listing(ks)
 
     controller, gui = open_phy(ks)
-    wait_for_judgement()
+    wait_for_plugin(controller)
     shown = rows(controller)
     assert sorted(shown) == phy_cluster_ids(ks) == sorted(table.index)
     for cluster_id, row in shown.items():

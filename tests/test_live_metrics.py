@@ -1,0 +1,197 @@
+"""Clusters made in Phy get Bombcell's metrics, labels and reasons live.
+
+The oracle: curate through Phy's supervisor, save, run Bombcell itself on the saved folder, and compare each
+new cluster's live metrics and label with Bombcell's.
+"""
+
+import os
+import threading
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from phy_bcreason import explain_folder
+from phy_bcreason.api import bombcell_labels
+from phy_bcreason.bombcell_io import METRICS_FILE
+from phy_bcreason.live import COMPUTING_LABEL, FROM_LIVE, FROM_RUN, NO_ROW_LABEL
+from tests import dataset_builder as dsb
+from tests.test_plugin_gui import dock, rows, select, wait_for_plugin
+
+# Bombcell-computed columns that are not metrics of the unit (ids, bookkeeping).
+NOT_COMPARED = {"phy_clusterID", "clusterID", "bc_unitType"}
+
+
+def curate(supervisor) -> dict[str, list[int]]:
+    """Merges and splits a user would do: two GOOD units, a split MUA unit, a three-way merge across labels,
+    a merge of a merged cluster, and a split leaving fewer than 50 spikes on one side."""
+    made = {}
+
+    def new_ids(before):
+        supervisor.block()
+        return sorted(set(supervisor.clustering.cluster_ids.tolist()) - before)
+
+    def action(name, do):
+        before = set(supervisor.clustering.cluster_ids.tolist())
+        do()
+        made[name] = new_ids(before)
+
+    action("merge GOOD 0+1", lambda: supervisor.merge([0, 1]))
+    spikes = supervisor.clustering.spikes_per_cluster[9]
+    action("split MUA 9", lambda: supervisor.split(spikes[: len(spikes) // 2]))
+    action("merge 3+15+24", lambda: supervisor.merge([3, 15, 24]))
+    action("merge merged+2", lambda: supervisor.merge([made["merge GOOD 0+1"][0], 2]))
+    spikes = supervisor.clustering.spikes_per_cluster[11]
+    action("split 40 spikes off 11", lambda: supervisor.split(spikes[:40]))
+    return made
+
+
+def rerun_after_save(ks, controller, gui, overrides) -> pd.DataFrame:
+    controller.supervisor.save()
+    gui.close()
+    folder = dsb.rerun_bombcell(ks, overrides, "bombcell_after_curation")
+    return pd.read_parquet(folder / METRICS_FILE).set_index("phy_clusterID")
+
+
+def assert_same_metrics(live_table: pd.DataFrame, rerun: pd.DataFrame, not_live: dict) -> None:
+    compared = [c for c in rerun.columns if c not in NOT_COMPARED and c not in not_live]
+    assert set(compared) <= set(live_table.columns), set(compared) - set(live_table.columns)
+    for cluster_id, live_row in live_table.iterrows():
+        for metric in compared:
+            ours, bombcell = float(live_row[metric]), float(rerun.loc[cluster_id, metric])
+            assert ours == pytest.approx(bombcell, rel=1e-9, abs=1e-12, nan_ok=True), (cluster_id, metric)
+        for metric in not_live:  # not recomputed: NaN, never a stale or guessed value
+            assert np.isnan(live_row[metric]), (cluster_id, metric)
+
+
+@pytest.mark.parametrize("variant", ["defaults", "drift-distance-hill", "raw"])
+def test_live_metrics_and_labels_equal_bombcell_rerun_on_the_saved_folder(variant, request, tmp_path, open_phy):
+    # raw: Bombcell ran with extractRaw on; rawAmplitude and signalToNoiseRatio come from the raw recording
+    ks = dsb.copy_dataset(request.getfixturevalue("ks_dataset_raw" if variant == "raw" else "ks_dataset"),
+                          tmp_path / "ks")
+    overrides = {}
+    if variant == "drift-distance-hill":
+        # drift is recomputed live; distance metrics are not (they compare with every other cluster); the
+        # single tauR value of the 'hill' method is told from the run's estimatedTauR
+        overrides = {"computeDrift": True, "computeDistanceMetrics": True, "rpv_method": "hill",
+                     "tauR_values": np.array([0.002])}
+        dsb.rerun_bombcell(ks, overrides, "bombcell")
+    controller, gui = open_phy(ks)
+    supervisor = controller.supervisor
+    wait_for_plugin(controller)
+    hold = threading.Event()  # keep the worker busy: what the user sees while the metrics are computed
+    controller.phy_bcreason.worker.submit(hold.wait, lambda result: None)
+    made = curate(supervisor)
+    alive = supervisor.clustering.cluster_ids.tolist()
+    new = sorted(c for ids in made.values() for c in ids if c in alive)
+    assert len(new) == 6  # 0+1 was merged again
+    shown = rows(controller)
+    assert {shown[c]["bc_label"] for c in new} == {COMPUTING_LABEL}
+    assert "computing Bombcell's metrics from" in shown[new[0]]["bc_classificationReason"]
+    select(controller, [new[0]])
+    assert dock(gui).content.title == f"cluster {new[0]}: computing…"
+
+    hold.set()
+    wait_for_plugin(controller)
+    plugin = controller.phy_bcreason
+    live, recording = plugin.live, plugin.live.live_info
+    shown = rows(controller)
+    assert {shown[c]["bc_source"] for c in new} == {FROM_LIVE}
+    assert {shown[c]["bc_source"] for c in alive if c not in new} == {FROM_RUN}
+    assert "recomputed live from Bombcell's metrics: cluster" in gui.status_message
+    live_table = live.live_metrics.set_index("phy_clusterID").loc[new]
+
+    select(controller, [new[0]])
+    content = dock(gui).content
+    assert content.title.endswith("(recomputed live)")
+    assert "Rebuilt parameter tauR_values" in content.source
+    for metric in recording.not_live:
+        assert metric in content.source
+    if variant != "drift-distance-hill":
+        assert recording.not_live == {}
+    else:
+        assert set(recording.not_live) == {"isolationDistance", "Lratio", "silhouetteScore"}
+        assert np.array_equal(recording.rebuilt_values["tauR_values"], [0.002])
+        assert "the one estimatedTauR" in recording.rebuilt["tauR_values"]
+
+    rerun = rerun_after_save(ks, controller, gui, overrides)
+    assert_same_metrics(live_table, rerun, recording.not_live)
+    # Labels: Bombcell's own, on the re-run's metrics without those the live path does not compute.
+    without_not_live = rerun.loc[new].reset_index().assign(**dict.fromkeys(recording.not_live, np.nan))
+    expected = bombcell_labels(without_not_live, live.results.params)
+    assert [shown[c]["bc_label"] for c in new] == list(expected)
+    if not recording.not_live:
+        assert [shown[c]["bc_label"] for c in new] == rerun.loc[new, "bc_unitType"].tolist()
+        # Reasons come from the same engine as Bombcell's own rows.
+        reasons = explain_folder(ks, ks / "bombcell_after_curation", check=False).table()
+        assert [shown[c]["bc_classificationReason"] for c in new] == reasons.loc[new, "reason"].tolist()
+    if variant == "raw":
+        assert live_table[["rawAmplitude", "signalToNoiseRatio"]].notna().sum().tolist() == [5, 5]  # not the 40
+    small = made["split 40 spikes off 11"]
+    assert shown[small[0]]["bc_label"] == "NOISE"  # 40 spikes: every metric NaN, nPeaks too
+
+
+def test_undo_redo_restore_the_right_values_without_recomputing(ks_dataset_copy, open_phy):
+    expected = explain_folder(ks_dataset_copy).table()
+    controller, gui = open_phy(ks_dataset_copy)
+    supervisor = controller.supervisor
+    supervisor.merge([9, 10])
+    supervisor.block()
+    merged = max(supervisor.clustering.cluster_ids)
+    wait_for_plugin(controller)
+    live = controller.phy_bcreason.live
+    merged_row = rows(controller)[merged]
+    assert merged_row["bc_source"] == FROM_LIVE and merged_row["bc_label"] not in (NO_ROW_LABEL, COMPUTING_LABEL)
+
+    for _ in range(2):
+        supervisor.undo()
+        supervisor.block()
+        shown = rows(controller)
+        assert merged not in shown
+        for cluster_id in (9, 10):
+            assert shown[cluster_id]["bc_classificationReason"] == expected.loc[cluster_id, "reason"]
+            assert shown[cluster_id]["bc_source"] == FROM_RUN
+        supervisor.redo()
+        supervisor.block()
+        assert not live.pending  # known from before: shown at once, not recomputed
+        assert rows(controller)[merged] == merged_row
+        select(controller, [merged])
+        assert dock(gui).content.title == f"cluster {merged}: {merged_row['bc_label']} (recomputed live)"
+
+    spikes = supervisor.clustering.spikes_per_cluster[merged]
+    supervisor.split(spikes[: len(spikes) // 3])
+    supervisor.block()
+    halves = [c for c in supervisor.clustering.cluster_ids if c > merged]
+    wait_for_plugin(controller)
+    assert {rows(controller)[c]["bc_source"] for c in halves} == {FROM_LIVE}
+    supervisor.undo()
+    supervisor.block()
+    assert rows(controller)[merged] == merged_row
+    assert len(live.live_metrics) == 3  # the merge and the two halves, each computed once
+
+
+def test_a_folder_curated_in_an_earlier_session_opens_with_live_values(ks_dataset_copy, open_phy):
+    ks = ks_dataset_copy
+    controller, gui = open_phy(ks)
+    made = curate(controller.supervisor)
+    wait_for_plugin(controller)
+    before = {c: r for c, r in rows(controller).items() if r["bc_source"] == FROM_LIVE}
+    controller.supervisor.save()
+    gui.close()
+    controller.close()
+    from phylib.utils import reset
+
+    reset()
+
+    controller, gui = open_phy(ks)  # Bombcell's results still describe the folder before curation
+    assert any("no Bombcell row" in note for note in explain_folder(ks).notes)
+    wait_for_plugin(controller)
+    shown = rows(controller)
+    assert sorted(before) == sorted(c for c, r in shown.items() if r["bc_source"] == FROM_LIVE)
+    assert len(before) == 6, made
+    for cluster_id, row in before.items():
+        for column in ("bc_label", "bc_classificationReason", "bc_nFailed", "bc_source"):
+            assert shown[cluster_id][column] == row[column], (cluster_id, column)
+    assert "6 recomputed live" in gui.status_message
