@@ -14,7 +14,7 @@ import pandas as pd
 from .api import apply_judgement, bombcell_labels, explain
 from .bombcell_io import BombcellResults, BombcellResultsError, find_bombcell_dir, load_results
 from .engine import Explanation
-from .live_metrics import LiveInfo, MetricsProcess
+from .live_metrics import LiveInfo, LiveMetricsError, MetricsProcess
 from .whatif import describe_overrides, label_changes, save_parameters
 
 
@@ -157,7 +157,8 @@ class LiveReasons:
         try:
             table, update.info = self.start_process().table(spikes)
         except Exception as exc:
-            update.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            message = str(exc) if isinstance(exc, LiveMetricsError) else f"{type(exc).__name__}: {exc}"
+            update.error = message.splitlines()[0]
             return update
         try:
             update.judged = dict(zip(update.cluster_ids, bombcell_labels(table, self.results.params, quiet=False)))

@@ -15,7 +15,7 @@ import pytest
 
 from phy_bcreason import explain_folder
 from phy_bcreason.api import bombcell_labels
-from phy_bcreason.bombcell_io import METRICS_FILE
+from phy_bcreason.bombcell_io import METRICS_FILE, PARAMS_FILE
 from phy_bcreason.live import COMPUTING_LABEL, FROM_LIVE, FROM_RUN, NO_ROW_LABEL
 from tests import dataset_builder as dsb
 from tests.test_plugin_gui import dock, rows, select, wait_for_plugin
@@ -195,3 +195,29 @@ def test_a_folder_curated_in_an_earlier_session_opens_with_live_values(ks_datase
         for column in ("bc_label", "bc_classificationReason", "bc_nFailed", "bc_source"):
             assert shown[cluster_id][column] == row[column], (cluster_id, column)
     assert "6 recomputed live" in gui.status_message
+
+
+def test_when_live_metrics_cannot_be_computed_phy_keeps_working_and_says_why(ks_dataset_copy, open_phy):
+    """A parameter file without ephys_sample_rate: labels need no sample rate, Bombcell's metrics do."""
+    ks = ks_dataset_copy
+    params = pd.read_parquet(ks / "bombcell" / PARAMS_FILE)
+    params.drop(columns=["ephys_sample_rate"]).to_parquet(ks / "bombcell" / PARAMS_FILE)
+    controller, gui = open_phy(ks)
+    supervisor = controller.supervisor
+    supervisor.merge([9, 10])
+    supervisor.block()
+    merged = max(supervisor.clustering.cluster_ids)
+    wait_for_plugin(controller)
+    row = rows(controller)[merged]
+    assert row["bc_label"] == NO_ROW_LABEL
+    message = "Bombcell's parameter file has no usable ephys_sample_rate"
+    assert row["bc_classificationReason"] == (
+        f"no Bombcell row (new in this session, from cluster(s) 9, 10); could not recompute live: {message}")
+    assert gui.status_message == f"phy-bcreason: could not recompute cluster {merged} live: {message}"
+    select(controller, [merged])
+    assert dock(gui).content.title == f"cluster {merged}: no Bombcell row"
+    # the rest of Phy, and the other clusters' explanations, are untouched
+    assert rows(controller)[0]["bc_source"] == FROM_RUN and rows(controller)[0]["bc_label"] == "GOOD"
+    supervisor.undo()
+    supervisor.block()
+    assert rows(controller)[9]["bc_source"] == FROM_RUN
