@@ -145,6 +145,13 @@ def test_undo_redo_restore_the_right_values_without_recomputing(ks_dataset_copy,
     merged_row = rows(controller)[merged]
     assert merged_row["bc_source"] == FROM_LIVE and merged_row["bc_label"] not in (NO_ROW_LABEL, COMPUTING_LABEL)
 
+    # a what-if edit re-explains live rows too, and Reset brings them back
+    controller.phy_bcreason._set_overrides({"maxNPeaks": -1})
+    edited = rows(controller)[merged]
+    assert edited["bc_label"] == "NOISE" and "nPeaks" in edited["bc_classificationReason"], edited
+    controller.phy_bcreason._set_overrides({})
+    assert rows(controller)[merged] == merged_row
+
     for _ in range(2):
         supervisor.undo()
         supervisor.block()
