@@ -13,6 +13,7 @@ import pandas as pd
 from .api import explain
 from .bombcell_io import BombcellResultsError, find_bombcell_dir, load_results
 from .engine import STATUS_NAMES, Explanation
+from .live_metrics import LiveMetricsError, with_live_rows
 from .whatif import WhatIfError, describe_overrides, label_changes, parse_settings
 
 REASON_COLUMN = "bc_classificationReason"
@@ -92,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("ks_dir", type=Path, help="Kilosort output folder")
         p.add_argument("--bombcell-dir", type=Path, default=None,
                        help="Bombcell results folder (default: found next to the Kilosort output)")
+        p.add_argument("--live", action="store_true",
+                       help="also explain clusters Bombcell's results lack (merged or split in Phy since), with "
+                            "metrics recomputed by Bombcell's own functions")
 
     def add_set_arg(p):
         p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
@@ -122,6 +126,8 @@ def run(args: argparse.Namespace) -> int:
 
         return run_demo(args.screenshot)
     results = load_results(find_bombcell_dir(args.ks_dir, args.bombcell_dir), ks_dir=args.ks_dir)
+    if args.live:
+        results = with_live_rows(results, args.ks_dir)
     overrides = parse_settings(getattr(args, "set", []))
     explanation = explain(results, overrides=overrides)
     for note in explanation.notes:
@@ -148,6 +154,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except (BombcellResultsError, UsageError, WhatIfError) as exc:
+    except (BombcellResultsError, LiveMetricsError, UsageError, WhatIfError) as exc:
         print(f"phy-bcreason: {exc}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ import pandas as pd
 from .api import apply_judgement, bombcell_labels, explain
 from .bombcell_io import BombcellResults, BombcellResultsError, find_bombcell_dir, load_results
 from .engine import Explanation
-from .live_metrics import LiveInfo, LiveMetricsError, MetricsProcess
+from .live_metrics import LiveInfo, LiveMetricsError, MetricsProcess, append_rows
 from .whatif import describe_overrides, label_changes, save_parameters
 
 
@@ -131,14 +131,7 @@ class LiveReasons:
 
     def all_results(self, live_metrics: pd.DataFrame | None = None) -> BombcellResults:
         """Bombcell's rows followed by the rows recomputed live."""
-        results = self.results
-        live_metrics = self.live_metrics if live_metrics is None else live_metrics
-        if live_metrics is None or not len(live_metrics):
-            return results
-        live_ids = live_metrics["phy_clusterID"].to_numpy(dtype=np.int64)
-        metrics = pd.concat([results.metrics, live_metrics], ignore_index=True)
-        return BombcellResults(results.folder, results.params, metrics,
-                               np.concatenate([results.cluster_ids, live_ids]), results.notes)
+        return append_rows(self.results, self.live_metrics if live_metrics is None else live_metrics)
 
     def to_compute(self, cluster_ids) -> list[int]:
         """Those of ``cluster_ids`` that have no row and are not being computed or known to fail."""

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .backfill import bombcell_default_arrays
-from .bombcell_io import load_results
+from .bombcell_io import BombcellResults, load_results
 
 MIN_SPIKES = 50  # get_all_quality_metrics: fewer spikes -> every metric NaN except nSpikes
 DISTANCE_METRICS = ("isolationDistance", "Lratio", "silhouetteScore")
@@ -303,6 +303,40 @@ def metrics_table(recording: Recording, clusters: dict[int, np.ndarray]) -> pd.D
     rows = [{"phy_clusterID": int(cluster_id), **cluster_metrics(recording, spike_ids)}
             for cluster_id, spike_ids in clusters.items()]
     return pd.DataFrame(rows, columns=["phy_clusterID", *metric_names(), "maxChannels"])
+
+
+def append_rows(results: BombcellResults, live_metrics: pd.DataFrame | None, notes=()) -> BombcellResults:
+    """Bombcell's rows followed by rows recomputed live (their ``phy_clusterID`` gives their ids)."""
+    if live_metrics is None or not len(live_metrics):
+        return results
+    live_ids = live_metrics["phy_clusterID"].to_numpy(dtype=np.int64)
+    metrics = pd.concat([results.metrics, live_metrics], ignore_index=True)
+    return BombcellResults(results.folder, results.params, metrics, np.concatenate([results.cluster_ids, live_ids]),
+                           [*results.notes, *notes])
+
+
+def with_live_rows(results: BombcellResults, ks_dir: str | Path) -> BombcellResults:
+    """For scripts and the CLI (``--live``): add rows, recomputed here, for the clusters of the Kilosort folder's
+    spike_clusters.npy that Bombcell's results lack (merged or split in Phy after Bombcell ran)."""
+    ks_dir = Path(ks_dir)
+    path = next((ks_dir / n for n in ("spike_clusters.npy", "spike_templates.npy") if (ks_dir / n).is_file()), None)
+    if path is None:
+        raise LiveMetricsError(f"{ks_dir}: no spike_clusters.npy or spike_templates.npy")
+    spike_clusters = _load(path).reshape(-1)
+    missing = np.setdiff1d(np.unique(spike_clusters), results.cluster_ids)
+    if not len(missing):
+        return results
+    recording = Recording.load(ks_dir, results.params, results.metrics)
+    order = np.argsort(spike_clusters, kind="stable")
+    starts = np.searchsorted(spike_clusters[order], missing)
+    ends = np.searchsorted(spike_clusters[order], missing, side="right")
+    table = metrics_table(recording, {int(c): order[a:b] for c, a, b in zip(missing, starts, ends)})
+    ids = ", ".join(map(str, missing[:10].tolist())) + (", ..." if len(missing) > 10 else "")
+    notes = [f"{len(missing)} cluster(s) without a Bombcell row recomputed live with Bombcell's metric functions "
+             f"({ids})", *recording.notes]
+    notes += [f"not recomputed live: {metric} ({why})" for metric, why in recording.not_live.items()]
+    notes += [f"rebuilt parameter {name}: {how}" for name, how in recording.rebuilt.items()]
+    return append_rows(results, table, notes)
 
 
 class MetricsProcess:

@@ -228,3 +228,35 @@ def test_when_live_metrics_cannot_be_computed_phy_keeps_working_and_says_why(ks_
     supervisor.undo()
     supervisor.block()
     assert rows(controller)[9]["bc_source"] == FROM_RUN
+
+
+def test_cli_live_explains_a_curated_folder_as_a_bombcell_rerun_does(ks_dataset_copy, capsys):
+    """`phy-bcreason explain --live` on a folder curated after Bombcell ran (5+6 merged, 12 split)."""
+    import json
+
+    from phy_bcreason.cli import main as cli_main
+
+    ks = ks_dataset_copy
+    spike_clusters = np.load(ks / "spike_clusters.npy")
+    flat = spike_clusters.ravel().copy()
+    flat[np.isin(flat, [5, 6])] = 27
+    twelve = np.flatnonzero(flat == 12)
+    flat[twelve[: len(twelve) // 3]], flat[twelve[len(twelve) // 3:]] = 28, 29
+    np.save(ks / "spike_clusters.npy", flat.reshape(spike_clusters.shape))
+
+    assert cli_main(["explain", str(ks), "--cluster", "27", "28", "29"]) == 2  # without --live: no rows
+    assert cli_main(["explain", str(ks), "--live", "--json", "--cluster", "27", "28", "29"]) == 0
+    captured = capsys.readouterr()
+    units = json.loads(captured.out)
+    assert "note: 3 cluster(s) without a Bombcell row recomputed live with Bombcell's metric functions (27, 28, 29)" \
+        in captured.err
+
+    expected = explain_folder(ks, dsb.rerun_bombcell(ks, {}, "bombcell_after_curation"), check=False)
+    for unit in units:
+        bombcell = expected.unit(unit["cluster_id"])
+        assert (unit["label"], unit["reason"]) == (bombcell["label"], bombcell["reason"])
+        assert (len(unit["decisive"]), len(unit["also_failed"])) == (len(bombcell["decisive"]),
+                                                                      len(bombcell["also_failed"]))
+        for ours, theirs in zip(unit["decisive"] + unit["also_failed"], bombcell["decisive"] + bombcell["also_failed"]):
+            assert ours["metric"] == theirs["metric"]
+            assert ours["value"] == pytest.approx(theirs["value"], rel=1e-9, nan_ok=True)
