@@ -188,7 +188,7 @@ class BombcellReasonPlugin(IPlugin):
                 thread, then re-explain and show them."""
                 to_compute = live.to_compute(cluster_ids)
                 if not to_compute:
-                    return
+                    return []
                 spikes = {c: supervisor.clustering.spikes_per_cluster[c] for c in to_compute}
                 live.start_computing(spikes)
                 overrides = dict(live.overrides)
@@ -201,6 +201,7 @@ class BombcellReasonPlugin(IPlugin):
 
                 # started once Phy has finished its own work on the merge, so as not to compete with it
                 worker.submit(lambda: live.compute(spikes, overrides), show_live, later=True)
+                return to_compute
 
             @connect(sender=supervisor)
             @_never_raise
@@ -231,7 +232,7 @@ class BombcellReasonPlugin(IPlugin):
                               _apply_judgement(live, judged, gui, refresh))
                 # the process computing live metrics takes seconds to start: start it now, not at the first merge
                 worker.submit(lambda: live.start_process().wait_ready(), lambda ready: None)
-            compute_live(supervisor.clustering.cluster_ids, on_open=True)  # e.g. curated in an earlier session
+            refresh(compute_live(supervisor.clustering.cluster_ids, on_open=True))  # curated in an earlier session
 
             @connect(sender=gui)
             def on_close(sender):

@@ -24,6 +24,14 @@ from tests.test_plugin_gui import dock, rows, select, wait_for_plugin
 NOT_COMPARED = {"phy_clusterID", "clusterID", "bc_unitType"}
 
 
+def merge_and_wait(controller, cluster_ids) -> int:
+    """Merge through Phy's supervisor, wait for the plugin; the merged cluster's id."""
+    controller.supervisor.merge(cluster_ids)
+    controller.supervisor.block()
+    wait_for_plugin(controller)
+    return int(max(controller.supervisor.clustering.cluster_ids))
+
+
 def curate(supervisor) -> dict[str, list[int]]:
     """Merges and splits a user would do: two GOOD units, a split MUA unit, a three-way merge across labels,
     a merge of a merged cluster, and a split leaving fewer than 50 spikes on one side."""
@@ -137,10 +145,7 @@ def test_undo_redo_restore_the_right_values_without_recomputing(ks_dataset_copy,
     expected = explain_folder(ks_dataset_copy).table()
     controller, gui = open_phy(ks_dataset_copy)
     supervisor = controller.supervisor
-    supervisor.merge([9, 10])
-    supervisor.block()
-    merged = max(supervisor.clustering.cluster_ids)
-    wait_for_plugin(controller)
+    merged = merge_and_wait(controller, [9, 10])
     live = controller.phy_bcreason.live
     merged_row = rows(controller)[merged]
     assert merged_row["bc_source"] == FROM_LIVE and merged_row["bc_label"] not in (NO_ROW_LABEL, COMPUTING_LABEL)
@@ -193,6 +198,8 @@ def test_a_folder_curated_in_an_earlier_session_opens_with_live_values(ks_datase
     reset()
 
     controller, gui = open_phy(ks)  # Bombcell's results still describe the folder before curation
+    # queued behind the child process's start-up (seconds): shown as computing first
+    assert {rows(controller)[c]["bc_label"] for c in before} == {COMPUTING_LABEL}
     assert any("no Bombcell row" in note for note in explain_folder(ks).notes)
     wait_for_plugin(controller)
     shown = rows(controller)
@@ -211,10 +218,7 @@ def test_when_live_metrics_cannot_be_computed_phy_keeps_working_and_says_why(ks_
     params.drop(columns=["ephys_sample_rate"]).to_parquet(ks / "bombcell" / PARAMS_FILE)
     controller, gui = open_phy(ks)
     supervisor = controller.supervisor
-    supervisor.merge([9, 10])
-    supervisor.block()
-    merged = max(supervisor.clustering.cluster_ids)
-    wait_for_plugin(controller)
+    merged = merge_and_wait(controller, [9, 10])
     row = rows(controller)[merged]
     assert row["bc_label"] == NO_ROW_LABEL
     message = "Bombcell's parameter file has no usable ephys_sample_rate"
