@@ -1,5 +1,5 @@
 """Show why Bombcell labelled each cluster: cluster-view columns and a "why?" dock, kept true through merges
-and splits (new clusters get Bombcell's metrics recomputed live, on a worker thread). Glue only: the decisions
+and splits (new clusters get Bombcell's metrics recomputed live, in a background process). Glue only: the decisions
 live in `live.py`, `live_metrics.py`, `engine.py` and `why_view.py`."""
 
 from __future__ import annotations
@@ -116,9 +116,13 @@ class Worker(QObject):
     def idle(self) -> bool:
         return self.busy == 0
 
+    def stop(self) -> None:
+        """The thread ends after the jobs already queued."""
+        self.jobs.put(None)
+
     def _run(self) -> None:
-        while True:
-            job, callback = self.jobs.get()
+        while (item := self.jobs.get()) is not None:
+            job, callback = item
             try:
                 result = job()
             except Exception as exc:  # a job's own errors are its business; never kill the thread
@@ -237,6 +241,7 @@ class BombcellReasonPlugin(IPlugin):
             @connect(sender=gui)
             def on_close(sender):
                 closed.append(True)
+                worker.stop()
                 live.close()
                 unconnect(on_select, on_cluster, on_close)
 
