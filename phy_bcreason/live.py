@@ -225,12 +225,7 @@ class LiveReasons:
             "not in Bombcell's run"
         parts = [f"Recomputed live: {made}; Bombcell's metric functions on its {self.live_spikes[cluster_id]:,.0f} "
                  "spikes and the mean of its Kilosort templates, as Bombcell does for a curated folder."]
-        if self.live_info.not_live:
-            reasons: dict[str, list[str]] = {}
-            for metric, why in self.live_info.not_live.items():
-                reasons.setdefault(why, []).append(metric)
-            parts += [f"Not recomputed: {', '.join(metrics)} ({why})." for why, metrics in reasons.items()]
-        parts += [f"Rebuilt parameter {name}: {how}." for name, how in self.live_info.rebuilt.items()]
+        parts += [f"{caveat[0].upper()}{caveat[1:]}." for caveat in self.live_info.caveats()]
         return " ".join(parts)
 
     def set_overrides(self, overrides: dict) -> list[int]:

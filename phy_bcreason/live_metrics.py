@@ -58,6 +58,15 @@ class LiveInfo:
     notes: list[str]
     rebuilt_values: dict[str, np.ndarray]
 
+    def caveats(self) -> list[str]:
+        """What the dock and the CLI say of every live row: metrics not recomputed (grouped by why), rebuilt
+        parameters."""
+        reasons: dict[str, list[str]] = {}
+        for metric, why in self.not_live.items():
+            reasons.setdefault(why, []).append(metric)
+        return ([f"not recomputed: {', '.join(metrics)} ({why})" for why, metrics in reasons.items()]
+                + [f"rebuilt parameter {name}: {how}" for name, how in self.rebuilt.items()])
+
 
 @dataclass
 class Recording:
@@ -138,9 +147,9 @@ class Recording:
         return LiveInfo(self.rebuilt, self.not_live, self.notes,
                         {name: self.params[name] for name in self.rebuilt})
 
-    def template_of(self, spike_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-        """The cluster's template as Bombcell builds it for a curated folder (float64, unwhitened), its PC
-        channel indices, and the Kilosort templates it came from."""
+    def template_of(self, spike_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+        """The cluster's template as Bombcell builds it for a curated folder (float64, unwhitened) and its PC
+        channel indices."""
         parents = np.unique(np.asarray(self.spike_templates[spike_ids]).astype(int))
         # load_ephys_data unwhitens into an array of templates.npy's dtype; the padding for curated
         # clusters then makes the whole array float64
@@ -153,7 +162,7 @@ class Recording:
         if self.pc_feature_ind is not None:
             rows = self.pc_feature_ind[parents].astype(np.float64)
             pc_ind = (rows.mean(axis=0) if len(parents) > 1 else rows[0]).astype(int)
-        return template, pc_ind, parents
+        return template, pc_ind
 
 
 def rebuild_arrays(params: dict, run_metrics: pd.DataFrame | None) -> dict[str, str]:
@@ -242,7 +251,7 @@ def cluster_metrics(recording: Recording, spike_ids: np.ndarray) -> dict[str, fl
     param = dict(recording.params)  # Bombcell's functions may write into it
     spike_ids = np.sort(np.asarray(spike_ids, dtype=np.int64))
     out = dict.fromkeys(metric_names(), np.nan)
-    template, pc_ind, _ = recording.template_of(spike_ids)
+    template, pc_ind = recording.template_of(spike_ids)
     max_channel = int(qm.get_waveform_peak_channel(template[np.newaxis])[0])
     out["maxChannels"] = max_channel
     times = np.asarray(recording.spike_samples[spike_ids]) / param["ephys_sample_rate"]
@@ -333,9 +342,7 @@ def with_live_rows(results: BombcellResults, ks_dir: str | Path) -> BombcellResu
     table = metrics_table(recording, {int(c): order[a:b] for c, a, b in zip(missing, starts, ends)})
     ids = ", ".join(map(str, missing[:10].tolist())) + (", ..." if len(missing) > 10 else "")
     notes = [f"{len(missing)} cluster(s) without a Bombcell row recomputed live with Bombcell's metric functions "
-             f"({ids})", *recording.notes]
-    notes += [f"not recomputed live: {metric} ({why})" for metric, why in recording.not_live.items()]
-    notes += [f"rebuilt parameter {name}: {how}" for name, how in recording.rebuilt.items()]
+             f"({ids})", *recording.notes, *recording.info().caveats()]
     return append_rows(results, table, notes)
 
 
