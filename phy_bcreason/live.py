@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .api import apply_judgement, bombcell_labels, explain
+from .api import apply_judgement, explain
 from .bombcell_io import BombcellResults, BombcellResultsError, find_bombcell_dir, load_results
 from .engine import Explanation
 from .live_metrics import LiveInfo, LiveMetricsError, MetricsProcess, append_rows
@@ -154,7 +154,7 @@ class LiveReasons:
             update.error = message.splitlines()[0]
             return update
         try:
-            update.judged = dict(zip(update.cluster_ids, bombcell_labels(table, self.results.params, quiet=False)))
+            update.judged = dict(zip(update.cluster_ids, self.start_process().labels(table)))  # in the child
         except Exception:
             pass  # the rule table's labels stand, as for Bombcell's own rows when the classifier cannot run
         # Jobs run one at a time on the worker: this table is the worker's, the GUI thread adopts a copy.
