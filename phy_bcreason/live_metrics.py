@@ -72,7 +72,7 @@ class WindowedArray:
     values it gathered. ``flat``: a (n, 1) file reads as (n,), like ``reshape(-1)``.
     """
 
-    def __init__(self, path: Path, flat: bool = False, window_bytes: int = 16 << 20):
+    def __init__(self, path: Path, flat: bool = False, window_bytes: int = 4 << 20):
         try:
             with open(path, "rb") as f:
                 version = np.lib.format.read_magic(f)
@@ -450,6 +450,15 @@ def with_live_rows(results: BombcellResults, ks_dir: str | Path) -> BombcellResu
     return append_rows(results, table, notes)
 
 
+CHILD_WITHOUT_PYARROW = ("import sys; sys.modules['pyarrow'] = None; "
+                         "from phy_bcreason.live_metrics import main; main(sys.argv[1:])")
+
+
+def _columns(table: pd.DataFrame) -> dict[str, np.ndarray]:
+    """A table as plain numpy columns, which unpickle without pyarrow whatever the table's dtypes."""
+    return {name: table[name].to_numpy() for name in table.columns}
+
+
 class MetricsProcess:
     """`metrics_table` in a child process that keeps the recording open between calls, so that the computation
     never holds the GIL Phy's GUI thread needs. A plain ``python -m phy_bcreason.live_metrics`` child, not
@@ -469,13 +478,15 @@ class MetricsProcess:
                "MPLBACKEND": "Agg"}
         args = [sys.executable, "-m", "phy_bcreason.live_metrics", str(ks_dir), str(bombcell_dir)]
         if results is not None:
+            # the child reads no parquet file then: without pyarrow (about 65 MB), which pandas would import
+            args[1:3] = ["-c", CHILD_WITHOUT_PYARROW]
             args.append("--results-on-stdin")
         if nice:
             args.append(f"--nice={int(nice)}")
         self.child = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.ready = False
         if results is not None:
-            self._send((results.params, results.metrics))
+            self._send((results.params, _columns(results.metrics)))
 
     def wait_ready(self) -> None:
         """Block until the child has opened the recording and imported Bombcell (seconds, once)."""
@@ -509,7 +520,7 @@ class MetricsProcess:
     def labels(self, metrics: pd.DataFrame) -> np.ndarray:
         """Bombcell's own classifier (`api.bombcell_labels`) on ``metrics`` with the run's parameters."""
         self.wait_ready()
-        self._send(("labels", metrics))
+        self._send(("labels", _columns(metrics)))
         return self._answer()
 
     def close(self) -> None:
@@ -552,7 +563,8 @@ def serve(ks_dir: str, bombcell_dir: str, results_on_stdin: bool = False, nice: 
     error, recording, params = None, None, None
     try:
         if results_on_stdin:
-            params, metrics = pickle.load(sys.stdin.buffer)
+            params, columns = pickle.load(sys.stdin.buffer)
+            metrics = pd.DataFrame(columns)
         else:
             results = load_results(bombcell_dir, ks_dir=ks_dir)
             params, metrics = results.params, results.metrics
@@ -578,7 +590,7 @@ def serve(ks_dir: str, bombcell_dir: str, results_on_stdin: bool = False, nice: 
 
                 if params is None:
                     raise LiveMetricsError(error)
-                answer = (True, bombcell_labels(request[1], params, quiet=False))
+                answer = (True, bombcell_labels(pd.DataFrame(request[1]), params, quiet=False))
             else:
                 answer = (False, error) if error else (True, (metrics_table(recording, request), recording.info()))
         except Exception as exc:
@@ -590,9 +602,14 @@ def serve(ks_dir: str, bombcell_dir: str, results_on_stdin: bool = False, nice: 
             return
 
 
+def main(argv: list[str]) -> None:
+    """``KS_DIR BOMBCELL_DIR [--results-on-stdin] [--nice=N]``"""
+    options = [arg for arg in argv[2:] if arg.startswith("--")]
+    serve(*argv[:2], results_on_stdin="--results-on-stdin" in options,
+          nice=next((int(o.split("=", 1)[1]) for o in options if o.startswith("--nice=")), 0))
+
+
 if __name__ == "__main__":
     from phy_bcreason import live_metrics  # the real module, so that what it pickles names it, not __main__
 
-    options = [arg for arg in sys.argv[3:] if arg.startswith("--")]
-    live_metrics.serve(*sys.argv[1:3], results_on_stdin="--results-on-stdin" in options,
-                       nice=next((int(o.split("=", 1)[1]) for o in options if o.startswith("--nice=")), 0))
+    live_metrics.main(sys.argv[1:])
