@@ -63,7 +63,8 @@ def rss(pid="self", field="VmRSS"):
 out = {}
 controller = TemplateController(config_dir=config, plugins=["BombcellReasonPlugin"] if with_plugin else [],
                                 clear_cache=True, clear_state=True, **get_template_params(str(ks / "params.py")))
-gui = controller.create_gui(do_prompt_save=False, **({"default_views": ()} if tables_only else {}))
+no_views = {"default_views": (), "view_count": {"WaveformView": 0}}  # a view count that opens no plot view
+gui = controller.create_gui(do_prompt_save=False, **(no_views if tables_only else {}))
 out["create_gui"] = time.perf_counter() - start
 supervisor = controller.supervisor
 plugin = getattr(controller, "phy_bcreason", None)
