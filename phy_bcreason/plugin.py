@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import functools
 import logging
+import os
 import queue
 import threading
 import time
@@ -21,8 +22,9 @@ from .why_view import BombcellWhyView
 
 logger = logging.getLogger("phy")
 VIEW_NAME = BombcellWhyView.__name__
-CHILD_NICE = 10  # the live-metrics process yields the CPU to Phy (2 cores are common)
-REASON_CHARS = 60  # the reason column's width at most, in average characters; longer reasons are elided
+# how much the live-metrics process yields the CPU to Phy (PHY_BCREASON_CHILD_NICE to change it)
+CHILD_NICE = int(os.environ.get("PHY_BCREASON_CHILD_NICE", "5"))
+REASON_CHARS = 70  # the reason column's width at most, in average characters; longer reasons are elided
 
 
 # How long each of the plugin's calls on the GUI thread took (name, seconds): benchmarks/bench_merge.py reads it.
