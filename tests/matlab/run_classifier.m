@@ -30,7 +30,16 @@ if ~isfield(param, 'gain_to_uV') || isempty(param.gain_to_uV)
 end
 dump_param(param, fullfile(work_dir, 'param_saved.tsv'));
 
+% What the classifier works with after its own clean-up, for the coverage report:
+% the param after bc.qm.checkParameterFields (back-fill + renames) and the
+% metrics after bc.qm.prettify_names (renames + recomputed ratios).
+dump_param(bc.qm.checkParameterFields(param), fullfile(work_dir, 'param_used.tsv'));
+if ~exist(fullfile(work_dir, 'qmetric.csv'), 'file')
+  return  % first pass: the builder only wanted the param
+end
 S = read_qmetric(fullfile(work_dir, 'qmetric.csv'));
+[S_used, ~] = bc.qm.prettify_names(S, []);
+write_struct_csv(S_used, fullfile(work_dir, 'qmetric_used.csv'));
 
 % Table run (the oracle). getQualityUnitType writes cluster_bc_unitType.tsv into
 % param.ephysKilosortPath; point that at our ks_files folder instead of the
@@ -126,6 +135,15 @@ for i = 1:numel(names)
   fprintf(fid, '%s\t%s\t%d\t%d\t%s\n', names{i}, class(v), rows(v), columns(v), txt);
 end
 fclose(fid);
+end
+
+function write_struct_csv(S, path)
+names = fieldnames(S);
+M = cell2mat(cellfun(@(n) double(S.(n)(:)), names', 'UniformOutput', false));
+fid = fopen(path, 'w');
+fprintf(fid, '%s\n', strjoin(names', ','));
+fclose(fid);
+dlmwrite(path, M, '-append', 'delimiter', ',', 'precision', '%.17g');
 end
 
 function S = read_qmetric(path)
