@@ -662,13 +662,23 @@ def build_case(case: Case, demo: pd.DataFrame, bc_matlab: Path, out_root: Path, 
             shutil.copy(work / "ks_files" / "cluster_bc_unitType.tsv", ks / "cluster_bc_unitType.tsv")
             ks_written.insert(0, "cluster_bc_unitType.tsv (written by getQualityUnitType under Octave)")
 
+    old_names_checks = {}
+    if case.old_names:  # how much the old names and the missing abs matter (our reading of the rules)
+        q_abs = used_q.assign(mainPeakToTroughRatio=used_q["mainPeakToTroughRatio"].abs())
+        p_new = dict(used_p, maxScndPeakToTroughRatio_noise=0.8, maxPeak1ToPeak2Ratio_nonSomatic=3.0,
+                     maxMainPeakToTroughRatio_nonSomatic=0.8, minWidthFirstPeak_nonSomatic=4.0,
+                     minWidthMainTrough_nonSomatic=5.0)
+        truth = labels["unitType_string_table"].to_numpy()
+        old_names_checks = {"abs": int((predict_table_labels(q_abs, used_p) != truth).sum()),
+                            "defaults": int((predict_table_labels(used_q, p_new) != truth).sum())}
     predicted = predict_table_labels(used_q, used_p)
     mismatch = int((predicted != labels["unitType_string_table"].to_numpy()).sum())
     counts = labels["unitType_string_table"].replace("", "'' (empty unit)").value_counts().sort_index()
     counts_struct = labels["unitType_string_struct"].replace("", "'' (empty unit)").value_counts().sort_index()
     return dict(case=case, n=len(table), counts=counts, counts_struct=counts_struct,
                 coverage=coverage_lines(used_q, used_p, labels["unitType_string_table"]),
-                mismatch=mismatch, ks_written=ks_written, octave_log=log.strip().splitlines(),
+                mismatch=mismatch, ks_written=ks_written, old_names_checks=old_names_checks,
+                octave_log=log.strip().splitlines(),
                 differs=int((labels["unitType_string_table"] != labels["unitType_string_struct"]).sum()))
 
 
@@ -678,6 +688,7 @@ def octave_version() -> str:
 
 
 def write_source_md(results: list[dict], out_root: Path, commit: str) -> None:
+    extra = next(r["old_names_checks"] for r in results if r["case"].old_names)
     lines = [
         "# MATLAB Bombcell test cases (labels from MATLAB Bombcell's own classifier, run under GNU Octave)",
         "",
@@ -731,6 +742,45 @@ def write_source_md(results: list[dict], out_root: Path, commit: str) -> None:
         "folder for the call, the saved param keeps the case's path) and the renamed per-metric TSVs of "
         "saveQMetrics.m keyed by `phy_clusterID` (written by this script: fields 1-13 always, 14-16 with "
         "computeDistanceMetrics, 17-18 (good_chunk_start/stop) with computeDrift).",
+        "* Not written: `templates._bc_fractionRefractoryPeriodViolationsPerTauR.parquet`, "
+        "`templates.qualityMetricDetailsforGUI.mat`, `templates._bc_medianSpikeDepth.parquet` (need data we do "
+        "not have; the classifier does not read them).",
+        "",
+        "## MATLAB behaviour these cases pin down",
+        "",
+        "* **Table, not struct.** Every MATLAB call site that classifies saved results passes a table "
+        "(saveQMetrics.m: `getQualityUnitType(param, qMetricTable, ...)`; runAllQualityMetrics.m: the table "
+        "saveQMetrics returns; loadSavedMetrics.m: `parquetread`). `isfield` is false for a table, so in saved "
+        "MATLAB results (a) empty units (nSpikes == 0) are NOT reset to NaN / '': they stay NOISE (nPeaks is NaN); "
+        "(b) the legacy `isSomatic` path never runs; the ratio/width rule is used even when an isSomatic column "
+        "exists. Both only happen when a struct is passed by hand (`unitType_struct` columns).",
+        "* `prettify_names` recomputes `mainPeakToTroughRatio = max(before, after) ./ trough` without `abs` "
+        "(waveformShape.m applies abs); a negative trough size gives a negative ratio that never exceeds the "
+        f"non-somatic threshold ({extra['abs']} units in `old_names` would change label with an abs). MATLAB's "
+        "`max` ignores NaN.",
+        "* Old parameter names win over the back-fill: checkParameterFields renames first, then fills only what "
+        f"is still missing ({extra['defaults']} units in `old_names` would change label if the renamed values were "
+        "ignored and the current qualityParamValues defaults used).",
+        "* `isoDmin = NaN` switches off the whole distance rule, Lratio included (`distance_isod_nan`).",
+        "* The SNR test runs on units whose rawAmplitude is NaN (`raw_nan_amplitude`).",
+        "* `computeSpatialDecay = 0` still applies the exponential thresholds to any non-NaN slope "
+        "(`no_spatial_decay`).",
+        "* Back-filled params (`backfill`): spDecayLinFit 1 and non-somatic widths/ratios 0, 0, 0, Inf, so only "
+        "`mainPeakToTroughRatio > 0.8` can make a unit non-somatic.",
+        "* qualityParamValues at 30 kHz with kilosortVersion < 4 gives spikeWidth 83 (calculateSpikeWidth rounds "
+        "81.99 to 82, then makes it odd) against standardSpikeWidth 82; the width thresholds still round to 4 "
+        "and 5 samples. With kilosortVersion 4: 61 and 61.",
+        "* getQualityUnitType writes `cluster_bc_unitType.tsv` into `param.ephysKilosortPath` whenever that field "
+        "exists, even when saveQMetrics has set it to the placeholder 'NaN' (the write then fails inside a "
+        "try/catch, with a warning); saveQMetrics' metric TSVs fall back to the save path instead.",
+        "* Labels are strings 'NOISE', 'GOOD', 'MUA', 'NON-SOMA' or, with splitGoodAndMua_NonSomatic, "
+        "'NON-SOMA GOOD' / 'NON-SOMA MUA'; '' only for empty units in a struct call.",
+        "",
+        "## Using the `demo` case in Phy",
+        "",
+        "Copy `phy_bcreason/demo_data/`, delete its `bombcell/` folder and the Python-written `cluster_*.tsv` "
+        "files except `cluster_group.tsv`, copy the `demo` case's top-level files (without `matlab_labels.tsv`) "
+        "into a new `bombcell/` folder and `demo/ks_files/*.tsv` next to the Kilosort files.",
         "",
         "## Cases",
         "",
