@@ -182,11 +182,16 @@ def perturb(rng, values, lo, hi, wide_frac=0.08, factor=1.4):
     return out
 
 
-def straddle(rng, df, col, thr, taken, k=8, integer=False):
-    """Put k units exactly at, just below and just above thr (integers: thr and thr +- 1)."""
-    free = np.flatnonzero(~taken)
+def straddle(rng, df, col, thr, taken, clean, k=6, integer=False):
+    """Put k units exactly at, just below and just above thr (integers: thr and thr +- 1), preferably clean units
+    (which pass every other rule, so the straddled rule alone decides their label)."""
+    free = np.flatnonzero(~taken & clean)
+    if len(free) < k:
+        free = np.flatnonzero(~taken)
     idx = rng.choice(free, size=min(k, len(free)), replace=False)
-    if integer:
+    if col == "nSpikes":
+        vals = [thr, thr - 1, thr + 1, thr // 2, thr - 2, thr // 6]
+    elif integer:
         vals = [thr, thr + 1, thr - 1, thr + 1]
     else:
         eps = 1e-4 * max(abs(thr), 1e-3)
@@ -276,6 +281,29 @@ def make_units(case: Case, demo: pd.DataFrame) -> pd.DataFrame:
     df.loc[group, "mainTrough_width"] = rng.uniform(0.5, thr["minWidthMainTrough"] - 0.3, m)
     df.loc[group, "peak1ToPeak2Ratio"] = log_uniform(rng, thr["maxPeak1ToPeak2"] * 1.05, 30, m)
 
+    # Clean units: every metric safely passes (the straddles below then make single-reason units).
+    clean = ~group & (rng.random(n) < 0.6)
+    c = clean.sum()
+    passing = {
+        "nPeaks": rng.choice([1.0, 1.0, 2.0], c), "nTroughs": np.ones(c),
+        "waveformDuration_peakTrough": rng.uniform(300, 900, c), "waveformBaselineFlatness": rng.uniform(0.01, 0.2, c),
+        "scndPeakToTroughRatio": rng.uniform(0.1, 0.5, c), "percentageSpikesMissing_gaussian": rng.uniform(0.1, 10, c),
+        "nSpikes": np.round(log_uniform(rng, 500, 20000, c)), "presenceRatio": rng.uniform(0.9, 1.0, c),
+        "fractionRPVs_estimatedTauR": rng.choice([0.0, 0.01, 0.02, 0.05], c), "maxDriftEstimate": rng.uniform(5, 60, c),
+        "rawAmplitude": log_uniform(rng, 60, 300, c), "signalToNoiseRatio": log_uniform(rng, 8, 40, c),
+        "troughToPeak2Ratio": log_uniform(rng, 10, 1000, c), "mainTrough_width": rng.uniform(6.5, 10, c),
+    }
+    passing["mainPeakToTroughRatio"] = passing["scndPeakToTroughRatio"] + rng.uniform(0, 0.15, c)
+    if case.slopes == "exp":
+        passing["spatialDecaySlope"] = rng.uniform(0.02, 0.06, c)
+    elif case.slopes == "linear":
+        passing["spatialDecaySlope"] = -rng.uniform(0.012, 0.04, c)
+    if case.distance:
+        passing["isolationDistance"] = log_uniform(rng, 30, 150, c)
+        passing["Lratio"] = log_uniform(rng, 0.001, 0.2, c)
+    for col, values in passing.items():
+        df.loc[clean, col] = values
+
     if case.raw_nan:
         nan_amp = rng.random(n) < 0.15
         df.loc[nan_amp, "rawAmplitude"] = np.nan
@@ -285,6 +313,8 @@ def make_units(case: Case, demo: pd.DataFrame) -> pd.DataFrame:
 
     # Threshold straddles: each unit is used for at most one straddle.
     taken = np.zeros(n, dtype=bool)
+    if case.raw_nan:
+        taken |= nan_amp
     specs = [("nPeaks", thr["maxNPeaks"], True), ("nTroughs", thr["maxNTroughs"], True),
              ("waveformDuration_peakTrough", thr["minWvDuration"], False),
              ("waveformDuration_peakTrough", thr["maxWvDuration"], False),
@@ -306,7 +336,7 @@ def make_units(case: Case, demo: pd.DataFrame) -> pd.DataFrame:
     if case.distance:
         specs += [("isolationDistance", thr["isoDmin"], False), ("Lratio", thr["lratioMax"], False)]
     for col, value, integer in specs:
-        straddle(rng, df, col, value, taken, integer=integer)
+        straddle(rng, df, col, value, taken, clean, integer=integer)
     # Straddles inside the non-somatic group: break exactly one AND condition, at the threshold.
     for col, key in [("troughToPeak2Ratio", "minTroughToPeak2"), ("mainPeak_before_width", "minWidthFirstPeak"),
                      ("mainTrough_width", "minWidthMainTrough"), ("peak1ToPeak2Ratio", "maxPeak1ToPeak2")]:
