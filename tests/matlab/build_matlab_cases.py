@@ -148,7 +148,8 @@ CASES = [
              "contaminationValues", "confidenceThreshold")] + OFF_TSV,
          slopes="linear", zero_p1p2=False),
     Case("demo", "The 27 demo units unchanged (phy_clusterID, nSpikes and metrics as the Python run wrote them; "
-         "RPV_status and bc_unitType dropped, clusterID added), MATLAB default params for Kilosort 4 "
+         "RPV_status and bc_unitType dropped, clusterID added, ksTest_pValue and mainPeak_after_width NaN as the "
+        "Python run has no such columns), MATLAB default params for Kilosort 4 "
          "(spikeWidth 61), no raw file (extractRaw 0), saveAsTSV 1 and unitType_for_phy 1.",
          kilosort_version=4, raw_file="NaN", ks_path="/data/phy_bcreason_demo", demo=True),
 ]
@@ -760,7 +761,8 @@ def write_source_md(results: list[dict], out_root: Path, commit: str) -> None:
         "* `_bc_parameters._bc_qMetrics.parquet` / `.csv`: one row, as `struct2table(param, 'AsArray', true)` + "
         "`parquetwrite` / `writetable`: numeric scalars float64; char string; logical bool (none occur: "
         "Bombcell's params are all doubles); a non-scalar numeric (`contaminationValues = []`; `tauR_values` "
-        "when a vector) sits in a cell in the table and is written as list<double> (empty list for `[]`); in the "
+        "when a vector) sits in a cell in the table and is written as list<double> (empty list for `[]`; MathWorks "
+        "documents that parquetwrite maps cell arrays to Parquet LIST columns); in the "
         "CSV as its values joined by ',' (empty for `[]`). `gain_to_uV` is a string 'NaN' when empty, float64 when "
         "given; `ephysKilosortPath` 'NaN' when empty.",
         "* `templates._bc_qMetrics_all.csv`: the metrics plus `bc_unitType` (MATLAB's strings; '' for none). "
