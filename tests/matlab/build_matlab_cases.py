@@ -785,7 +785,9 @@ def write_source_md(results: list[dict], out_root: Path, commit: str) -> None:
         "saveQMetrics returns; loadSavedMetrics.m: `parquetread`). `isfield` is false for a table, so in saved "
         "MATLAB results (a) empty units (nSpikes == 0) are NOT reset to NaN / '': they stay NOISE (nPeaks is NaN); "
         "(b) the legacy `isSomatic` path never runs; the ratio/width rule is used even when an isSomatic column "
-        "exists. Both only happen when a struct is passed by hand (`unitType_struct` columns).",
+        "exists (so an old table that lacks those columns, and the peak/trough sizes to recompute them from, cannot "
+        "be classified at all: the table access errors). Both only happen when a struct is passed by hand "
+        "(`unitType_struct` columns).",
         "* `prettify_names` recomputes `mainPeakToTroughRatio = max(before, after) ./ trough` without `abs` "
         "(waveformShape.m applies abs); a negative trough size gives a negative ratio that never exceeds the "
         f"non-somatic threshold ({extra['abs']} units in `old_names` would change label with an abs). MATLAB's "
