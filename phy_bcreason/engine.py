@@ -14,15 +14,26 @@ import numpy as np
 import pandas as pd
 
 from .backfill import backfill_parameters
-from .rules import BLOCKS, GROUP_PHRASES, MUA, NOISE, NONSOMATIC, RULES, SPLIT_SWITCH, Rule
+from .rules import (
+    BLOCKS,
+    GROUP_PHRASES,
+    MUA,
+    NOISE,
+    NONSOMATIC,
+    PYTHON,
+    SPLIT_SWITCH,
+    UNLABELLED_EMPTY_UNITS,
+    Rule,
+    rules_for,
+)
 
 # Bombcell's numeric unit types.
 NOISE_CODE, GOOD_CODE, MUA_CODE, NONSOMA_CODE, NONSOMA_MUA_CODE = 0, 1, 2, 3, 4
 EMPTY_LABEL = ""
 
 # Status of one comparison for one unit.
-DECISIVE, ALSO_FAILED, PASS, EXEMPT, INACTIVE, MISSING = range(6)
-STATUS_NAMES = ("decisive", "also_failed", "pass", "exempt", "inactive", "missing")
+DECISIVE, ALSO_FAILED, PASS, EXEMPT, INACTIVE, MISSING, NO_THRESHOLD = range(7)
+STATUS_NAMES = ("decisive", "also_failed", "pass", "exempt", "inactive", "missing", "threshold_missing")
 STATUS_TEXT = (
     "decided the label",
     "fails, did not decide the label",
@@ -30,7 +41,13 @@ STATUS_TEXT = (
     "exempt",
     "not applied",
     "metric missing",
+    "threshold missing",
 )
+# The order in which undetermined labels are listed ('GOOD or MUA').
+LABEL_ORDER = ("NOISE", "NON-SOMA", "NON-SOMA GOOD", "NON-SOMA MUA", "MUA", "GOOD", EMPTY_LABEL)
+# Above this many rules with a missing threshold, undetermined labels are not enumerated (2**n cases).
+MAX_UNKNOWN_RULES = 10
+UNDETERMINED = "(undetermined)"
 
 
 def label_names(split_nonsomatic: bool) -> dict[int, str]:
@@ -68,9 +85,13 @@ def _metric_column(metrics: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def inactive_reason(rule: Rule, params: dict) -> str | None:
-    """Why Bombcell does not apply ``rule`` at all under ``params`` (None when it does)."""
+    """Why the classifier does not apply ``rule`` at all under ``params`` (None when it does)."""
     off = [f"{flag} is {'off' if wanted else 'on'}" for flag, wanted in rule.requires
            if _switch_on(params, flag) != wanted]
+    if rule.unless and all(_switch_on(params, flag) == wanted for flag, wanted in rule.unless):
+        off.append(" and ".join(f"{flag} is {'on' if wanted else 'off'}" for flag, wanted in rule.unless))
+    if rule.requires_set and np.isnan(_as_float(params.get(rule.requires_set))):
+        off.append(f"{rule.requires_set} is NaN")
     return "; ".join(off) or None
 
 
@@ -83,8 +104,8 @@ class Explanation:
 
     cluster_ids: np.ndarray
     rules: tuple[Rule, ...]
-    params: dict                  # after Bombcell's back-fill
-    filled_params: list[str]      # names Bombcell's back-fill added
+    params: dict                  # after the classifier's back-fill
+    filled_params: list[str]      # names the classifier's back-fill added
     values: np.ndarray            # metric value, NaN where missing
     thresholds: np.ndarray        # per rule, NaN for the isnan rule
     holds: np.ndarray             # the comparison holds and Bombcell applies it to this unit
@@ -97,9 +118,16 @@ class Explanation:
     flip_margins: np.ndarray      # margin of the comparison nearest to changing the label
     inactive: dict[int, str]      # rule index -> why the rule is not applied at all
     missing_metrics: list[str]    # rule metrics absent from the metrics table
+    classifier: str = PYTHON      # whose rules these are (rules.CLASSIFIERS)
+    classified_by: str = ""       # the classifier in words, and how it was recognised
+    missing_thresholds: list[str] = field(default_factory=list)  # read by an applied rule, not in the params
+    undetermined: np.ndarray | None = None  # the label depends on a missing threshold
+    rule_labels: np.ndarray | None = None   # what the rules give ('GOOD or MUA' where undetermined)
+    flagged: np.ndarray | None = None       # a judge's label differs from the rules'
+    rule_reasons: np.ndarray | None = None  # the reasons as the rules give them, before any judge
     notes: list[str] = field(default_factory=list)
     source: Path | None = None              # the Bombcell folder the metrics came from
-    mismatches: pd.DataFrame | None = None  # units where Bombcell's own classifier disagreed
+    mismatches: pd.DataFrame | None = None  # units where a judge (saved labels, Bombcell's classifier) disagreed
 
     @property
     def n_decisive(self) -> np.ndarray:
@@ -154,6 +182,8 @@ class Explanation:
         rule = self.rules[j]
         if j in self.inactive:
             return self.inactive[j]
+        if self.status[row, j] == NO_THRESHOLD:
+            return f"{rule.param} is not in the parameter file"
         if rule.metric in self.missing_metrics:
             return f"{rule.metric} is not in the metrics table"
         if not self.applies[row, j]:
@@ -175,8 +205,12 @@ class Explanation:
             "cluster_id": int(cluster_id),
             "label": str(self.labels[row]),
             "reason": str(self.reasons[row]),
+            "classifier": self.classifier,
+            "rules_label": str(self.rule_labels[row]),
+            "flagged": bool(self.flagged[row]),
             "decisive": [_failure(c) for c in decisive],
             "also_failed": [_failure(c) for c in also],
+            "threshold_missing": [_failure(c) for c in comparisons if c["status"] == "threshold_missing"],
         }
 
     def long_table(self) -> pd.DataFrame:
@@ -211,13 +245,16 @@ def _failure(c: dict) -> dict:
     return out
 
 
-def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, rules: tuple[Rule, ...] = RULES
-             ) -> Explanation:
-    """Evaluate every rule for every unit, as Bombcell's `get_quality_unit_type` would, and explain it.
+def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, classifier: str = PYTHON,
+             fill_thresholds: bool = True) -> Explanation:
+    """Evaluate every rule of ``classifier`` for every unit, as that classifier would, and explain it.
 
-    ``params`` is back-filled by Bombcell's own `check_parameter_fields` first (KeyError if it cannot be).
+    ``params`` is back-filled by the classifier's own back-fill first (switches only, without
+    ``fill_thresholds``). A threshold it cannot fill leaves its rules 'threshold missing': units whose label
+    depends on them are undetermined ('GOOD or MUA').
     """
-    params, filled, backfill_warnings = backfill_parameters(params)
+    rules = rules_for(classifier)
+    params, filled, backfill_warnings, missing_params = backfill_parameters(params, classifier, fill_thresholds)
     n_units, n_rules = len(metrics), len(rules)
     cluster_ids = np.arange(n_units) if cluster_ids is None else np.asarray(cluster_ids)
 
@@ -227,6 +264,7 @@ def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, rules: tuple
     values = np.stack([columns[r.metric] for r in rules]).T if n_rules else np.empty((n_units, 0))
     thresholds = np.array([np.nan if r.param is None else _as_float(params.get(r.param)) for r in rules])
     is_nan_rule = np.array([r.op == "isnan" for r in rules], dtype=bool)
+    no_threshold = np.array([r.param in missing_params for r in rules], dtype=bool)
     blocks = np.array([r.block for r in rules])
 
     # Signed distance to the threshold, positive on the passing side; the comparison fires where it is < 0
@@ -237,6 +275,7 @@ def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, rules: tuple
         margins = (values - thresholds) * (direction / scale)
         fires = margins < 0
     fires[:, is_nan_rule] = np.isnan(values[:, is_nan_rule])
+    fires[:, no_threshold] = False
     margins[:, is_nan_rule] = np.nan
 
     inactive = {j: why for j, r in enumerate(rules) if (why := inactive_reason(r, params))}
@@ -251,31 +290,18 @@ def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, rules: tuple
             if _switch_on(params, switch) and metric in metrics.columns:
                 exempt[:, j] = _metric_column(metrics, metric) == value
     holds = fires & applies & ~exempt
-    margins[~applies] = np.nan  # no distance to a threshold Bombcell does not apply
+    margins[~applies] = np.nan  # no distance to a threshold the classifier does not apply
     margins += 0.0  # no "-0" on the threshold itself
+    # Comparisons whose outcome is unknown: an applied rule, a metric value, no threshold.
+    unknown = applies & no_threshold & ~np.isnan(values)
 
-    # Combine the blocks exactly as get_quality_unit_type does.
-    empty = columns["nSpikes"] == 0
-    counts = holds.copy()  # a grouped comparison counts only when its whole group holds
-    for group in {r.group for r in rules if r.group}:
-        members = [j for j, r in enumerate(rules) if r.group == group]
-        counts[:, members] &= holds[:, members].all(axis=1)[:, None]
-    in_block = {b: counts[:, blocks == b].any(axis=1) for b in BLOCKS}
-    noise = ~empty & in_block[NOISE]
-    mua = ~noise & in_block[MUA]
-    nonsomatic = in_block[NONSOMATIC]
-
-    codes = np.where(noise, NOISE_CODE, np.where(mua, MUA_CODE, GOOD_CODE)).astype(float)
+    empty = (columns["nSpikes"] == 0) & UNLABELLED_EMPTY_UNITS[classifier]
     split = _switch_on(params, SPLIT_SWITCH)
-    if split:
-        codes[(codes == GOOD_CODE) & nonsomatic] = NONSOMA_CODE
-        codes[(codes == MUA_CODE) & nonsomatic] = NONSOMA_MUA_CODE
-    else:
-        codes[(codes != NOISE_CODE) & nonsomatic] = NONSOMA_CODE
-    codes[empty] = np.nan
-    labels = np.full(n_units, EMPTY_LABEL, dtype=object)
-    for code, name in label_names(split).items():
-        labels[codes == code] = name
+    counts = _group_counts(holds, rules)
+    codes = _combine(counts, blocks, empty, split)
+    labels = _labels(codes, split)
+    undetermined, rule_labels = _undetermined(holds, unknown, rules, blocks, empty, split, labels)
+    codes[undetermined] = np.nan
 
     # Which blocks decided each unit's label.
     decides = {
@@ -286,12 +312,15 @@ def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, rules: tuple
     decided_by_block = np.stack([decides[b] for b in blocks]).T if n_rules else counts
     status = np.full((n_rules, n_units), PASS, dtype=np.int8).T
     status[np.isnan(values) & ~is_nan_rule] = MISSING
+    status[unknown] = NO_THRESHOLD
     status[~applies] = INACTIVE
     status[exempt & fires & applies] = EXEMPT
     status[counts & decided_by_block] = DECISIVE
     status[counts & ~decided_by_block] = ALSO_FAILED
 
     missing_metrics = sorted({r.metric for r in rules if r.metric not in metrics.columns})
+    used_missing = [name for name in missing_params
+                    if any(r.param == name and j not in inactive for j, r in enumerate(rules))]
     explanation = Explanation(
         cluster_ids=cluster_ids,
         rules=tuple(rules),
@@ -304,18 +333,89 @@ def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, rules: tuple
         status=status,
         margins=margins,
         codes=codes,
-        labels=labels,
+        labels=rule_labels.copy(),
         reasons=np.empty(n_units, dtype=object),
         flip_margins=_flip_margins(status, margins, holds, applies, rules, codes),
         inactive=inactive,
         missing_metrics=missing_metrics,
+        classifier=classifier,
+        missing_thresholds=used_missing,
+        undetermined=undetermined,
+        rule_labels=rule_labels,
+        flagged=np.zeros(n_units, dtype=bool),
         notes=list(backfill_warnings),
     )
-    if filled:
-        explanation.notes.append(f"not in the parameter file, filled in by Bombcell's own back-fill (older results): "
-                                 f"{', '.join(f'{k}={params[k]}' for k in filled)}")
+    if filled and fill_thresholds:  # without a parameter file the loader's note says it all
+        explanation.notes.append(f"not in the parameter file, filled in by the classifier's own back-fill (older "
+                                 f"results): {', '.join(f'{k}={params[k]}' for k in filled)}")
+    if used_missing and fill_thresholds:
+        it = "it" if len(used_missing) == 1 else "them"
+        explanation.notes.append(
+            f"not in the parameter file and no back-fill default: {', '.join(used_missing)}; rules on {it} show "
+            f"'threshold missing', and {int(undetermined.sum())} unit(s) have a label that depends on {it}")
     explanation.reasons = reason_texts(explanation)
+    explanation.rule_reasons = explanation.reasons.copy()
     return explanation
+
+
+def _group_counts(holds: np.ndarray, rules) -> np.ndarray:
+    """A grouped comparison counts only when its whole group holds."""
+    counts = holds.copy()
+    for group in {r.group for r in rules if r.group}:
+        members = [j for j, r in enumerate(rules) if r.group == group]
+        counts[:, members] &= holds[:, members].all(axis=1)[:, None]
+    return counts
+
+
+def _combine(counts: np.ndarray, blocks: np.ndarray, empty: np.ndarray, split: bool) -> np.ndarray:
+    """Bombcell's numeric unit types from the comparisons that count, as both classifiers combine them."""
+    in_block = {b: counts[:, blocks == b].any(axis=1) for b in BLOCKS}
+    noise = ~empty & in_block[NOISE]
+    mua = ~noise & in_block[MUA]
+    nonsomatic = in_block[NONSOMATIC]
+    codes = np.where(noise, NOISE_CODE, np.where(mua, MUA_CODE, GOOD_CODE)).astype(float)
+    if split:
+        codes[(codes == GOOD_CODE) & nonsomatic] = NONSOMA_CODE
+        codes[(codes == MUA_CODE) & nonsomatic] = NONSOMA_MUA_CODE
+    else:
+        codes[(codes != NOISE_CODE) & nonsomatic] = NONSOMA_CODE
+    codes[empty] = np.nan
+    return codes
+
+
+def _labels(codes: np.ndarray, split: bool) -> np.ndarray:
+    labels = np.full(len(codes), EMPTY_LABEL, dtype=object)
+    for code, name in label_names(split).items():
+        labels[codes == code] = name
+    return labels
+
+
+def _undetermined(holds, unknown, rules, blocks, empty, split, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Units whose label depends on comparisons with a missing threshold, and every unit's label as the rules
+    give it ('GOOD or MUA' for those). Each unknown rule may hold or not; every combination is evaluated for
+    all units at once (a unit's label depends on its own row only)."""
+    unknown_rules = np.flatnonzero(unknown.any(axis=0))
+    undetermined = np.zeros(len(labels), dtype=bool)
+    rule_labels = labels.copy()
+    if not len(unknown_rules):
+        return undetermined, rule_labels
+    if len(unknown_rules) > MAX_UNKNOWN_RULES:
+        undetermined = unknown.any(axis=1)
+        rule_labels[undetermined] = UNDETERMINED
+        return undetermined, rule_labels
+    possible = [set() for _ in labels]
+    for combination in range(2 ** len(unknown_rules)):
+        assumed = holds.copy()
+        for bit, j in enumerate(unknown_rules):
+            if combination >> bit & 1:
+                assumed[:, j] |= unknown[:, j]
+        for row, label in enumerate(_labels(_combine(_group_counts(assumed, rules), blocks, empty, split), split)):
+            possible[row].add(label)
+    for row, options in enumerate(possible):
+        if len(options) > 1:
+            undetermined[row] = True
+            rule_labels[row] = " or ".join(sorted(options, key=LABEL_ORDER.index))
+    return undetermined, rule_labels
 
 
 def _flip_margins(status, margins, holds, applies, rules, codes) -> np.ndarray:
@@ -348,7 +448,20 @@ def reason_texts(explanation: Explanation) -> np.ndarray:
     label_index = np.nan_to_num(explanation.codes, nan=NONSOMA_MUA_CODE + 1).astype(np.int64)
     _, first_rows, combo = np.unique(decisive_set * 8 + label_index, return_index=True, return_inverse=True)
     texts = [_reason_text(labels[row], [r for r, d in zip(rules, decisive[row]) if d]) for row in first_rows]
-    return np.array(texts, dtype=object)[combo.ravel()] if len(labels) else np.array([], dtype=object)
+    reasons = np.array(texts, dtype=object)[combo.ravel()] if len(labels) else np.array([], dtype=object)
+    for row in np.flatnonzero(explanation.undetermined):
+        reasons[row] = f"{labels[row]}: {undetermined_phrase(explanation, row)}"
+    return reasons
+
+
+def undetermined_phrase(explanation: Explanation, row: int) -> str:
+    """'depends on maxDriftEstimate>maxDrift (maxDrift is not in the parameter file)'."""
+    unknown = [r for j, r in enumerate(explanation.rules) if explanation.status[row, j] == NO_THRESHOLD]
+    params = list(dict.fromkeys(r.param for r in unknown))
+    if len(unknown) > 3:
+        return f"depends on {len(params)} thresholds that are not in the parameter file ({', '.join(params[:3])}, ...)"
+    return (f"depends on {', '.join(r.name for r in unknown)} "
+            f"({', '.join(params)} {'is' if len(params) == 1 else 'are'} not in the parameter file)")
 
 
 def _reason_text(label: str, decisive: list[Rule]) -> str:
