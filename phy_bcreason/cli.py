@@ -14,6 +14,7 @@ from .api import explain
 from .bombcell_io import BombcellResultsError, find_bombcell_dir, load_results
 from .engine import STATUS_NAMES, Explanation
 from .live_metrics import LiveMetricsError, with_live_rows
+from .rules import CLASSIFIERS
 from .whatif import WhatIfError, describe_overrides, label_changes, parse_settings
 
 REASON_COLUMN = "bc_classificationReason"
@@ -54,14 +55,24 @@ def explain_text(explanation: Explanation, cluster_ids: list[int]) -> str:
             lines.append(f"    decided: {format_comparison(c)}")
         for c in unit["also_failed"]:
             lines.append(f"    also fails: {format_comparison(c)}")
+        for c in unit["threshold_missing"]:
+            lines.append(f"    threshold missing: {c['metric']} {c['op']} {c['param']} ({c['param']} is not in the "
+                         "parameter file)")
     return "\n".join(lines)
 
 
 def summary_text(explanation: Explanation) -> str:
     table = explanation.table()
-    lines = [f"{len(table)} units, Bombcell results in {explanation.source}", "", "Units per label:"]
+    lines = [f"{len(table)} units, Bombcell results in {explanation.source}",
+             f"Classifier: {explanation.classified_by}", "", "Units per label:"]
     for label, count in table["label"].replace("", "(empty)").value_counts().items():
         lines.append(f"  {label:<15} {count:>6}")
+    if explanation.flagged.any():
+        lines += ["", f"Flagged (the {explanation.classifier} rules give another label than Bombcell's): "
+                      f"{int(explanation.flagged.sum())}"]
+    if explanation.undetermined.any():
+        lines += ["", f"Labels that depend on a missing threshold ({', '.join(explanation.missing_thresholds)}): "
+                      f"{int(explanation.undetermined.sum())}"]
     lines += ["", "Units per decisive rule (a unit can count under several):"]
     decisive = explanation.status == STATUS_NAMES.index("decisive")
     counts = decisive.sum(axis=0)
@@ -93,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("ks_dir", type=Path, help="Kilosort output folder")
         p.add_argument("--bombcell-dir", type=Path, default=None,
                        help="Bombcell results folder (default: found next to the Kilosort output)")
+        p.add_argument("--classifier", choices=CLASSIFIERS, default=None,
+                       help="whose rules labelled the run: Python or MATLAB Bombcell (default: recognised from the "
+                            "parameter and metric names)")
         p.add_argument("--live", action="store_true",
                        help="also explain clusters Bombcell's results lack (merged or split in Phy since), with "
                             "metrics recomputed by Bombcell's own functions")
@@ -125,11 +139,15 @@ def run(args: argparse.Namespace) -> int:
         from .demo import run_demo
 
         return run_demo(args.screenshot)
-    results = load_results(find_bombcell_dir(args.ks_dir, args.bombcell_dir), ks_dir=args.ks_dir)
+    results = load_results(find_bombcell_dir(args.ks_dir, args.bombcell_dir), ks_dir=args.ks_dir,
+                           classifier=args.classifier)
     if args.live:
         results = with_live_rows(results, args.ks_dir)
     overrides = parse_settings(getattr(args, "set", []))
     explanation = explain(results, overrides=overrides)
+    ids = _selected_ids(explanation, getattr(args, "cluster", None))
+    written = export(explanation, args.ks_dir) if args.command == "export" else []  # errors before any output
+    print(f"classifier: {explanation.classified_by}", file=sys.stderr)
     for note in explanation.notes:
         print(f"note: {note}", file=sys.stderr)
     if overrides:
@@ -137,16 +155,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"what-if: {describe_overrides(results.params, overrides)}: {changes}",
               file=sys.stdout if args.command == "summary" else sys.stderr)
     if args.command == "explain":
-        ids = _selected_ids(explanation, args.cluster)
         if args.json:
             print(json.dumps([explanation.unit(i) for i in ids], allow_nan=False))
         else:
             print(explain_text(explanation, ids))
     elif args.command == "summary":
         print(summary_text(explanation))
-    elif args.command == "export":
-        for path in export(explanation, args.ks_dir):
-            print(f"wrote {path}")
+    for path in written:
+        print(f"wrote {path}")
     return 0
 
 

@@ -16,6 +16,7 @@ from qtpy.QtCore import QObject, QTimer, Signal
 
 from .api import bombcell_labels
 from .live import COLUMNS, REPLACED_METADATA, LiveReasons
+from .rules import PYTHON
 from .why_view import BombcellWhyView
 
 logger = logging.getLogger("phy")
@@ -249,12 +250,15 @@ class BombcellReasonPlugin(IPlugin):
 
 
 def _judge(live: LiveReasons):
-    """Off the GUI thread (importing Bombcell takes seconds): Bombcell's own labels for the same results."""
+    """Off the GUI thread (importing Bombcell takes seconds): the installed Bombcell classifier's labels for the
+    same results, where it is their judge (Python results with every threshold)."""
+    if live.results.classifier != PYTHON or live.saved.missing_thresholds:
+        return None
     try:
         return bombcell_labels(live.results.metrics, live.results.params, quiet=False)
-    except Exception as exc:
-        logger.warning("phy-bcreason: Bombcell's own classifier could not run (%s); labels are the rule "
-                       "table's", exc)
+    except Exception:
+        logger.debug("phy-bcreason: Bombcell's own classifier could not run; labels are the rule table's",
+                     exc_info=True)
         return None
 
 

@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
 
 from .engine import STATUS_NAMES, STATUS_TEXT
 from .live import LiveReasons
-from .rules import BLOCK_TITLES, BLOCKS, GROUP_PHRASES, SWITCHES
+from .rules import BLOCK_TITLES, BLOCKS, GROUP_PHRASES, SWITCHES, switches_for
 from .whatif import WhatIfError, parse_value, population
 
 HEADERS = ("metric", "value", "test", "threshold", "margin", "status", "parameter")
@@ -40,6 +40,7 @@ STATUS_COLOURS = {  # foreground, background
     "exempt": ("#7fb2ff", None),
     "inactive": ("#8c8c8c", None),
     "missing": ("#c8a0ff", None),
+    "threshold_missing": ("#ffffff", "#5a3d8a"),
 }
 LABEL_COLOURS = {"GOOD": "#2ca02c", "MUA": "#ff7f0e", "NOISE": "#d62728", "NON-SOMA": "#9467bd",
                  "NON-SOMA GOOD": "#9467bd", "NON-SOMA MUA": "#9467bd"}
@@ -74,6 +75,7 @@ class DockContent:
     label: str | None = None
     lines: list[Line] = field(default_factory=list)
     source: str = ""  # for clusters recomputed live: what was computed and what was not
+    flag: str = ""    # the label shown is a judge's, not the rules'
 
 
 def _rule_line(c: dict, depth: int) -> Line:
@@ -81,6 +83,8 @@ def _rule_line(c: dict, depth: int) -> Line:
     if c["note"]:
         status_text = f"{status_text}: {c['note']}"
     test, threshold = ("is NaN", "") if c["op"] == "isnan" else (c["op"], _fmt(c["threshold"]))
+    if c["status"] == "threshold_missing":
+        threshold = "missing"
     margin = "" if c["margin"] is None else f"{c['margin']:+.3g}"
     cells = (c["metric"], _fmt(c["value"]), test, threshold, margin, status_text, c["param"] or "")
     return Line(depth, cells, c["status"], param=c["param"])
@@ -105,7 +109,11 @@ def dock_content(live: LiveReasons, cluster_id: int) -> DockContent:
     label = str(explanation.labels[row])
     source = live.source_line(cluster_id)
     title = f"cluster {cluster_id}: {label or '(empty)'}" + (" (recomputed live)" if source else "")
-    content = DockContent(title, str(explanation.reasons[row]), label, source=source or "")
+    flag = ""
+    if explanation.flagged[row]:
+        flag = (f"Flagged: Bombcell gave {label or '(empty)'}, the {explanation.classifier} rules below give "
+                f"{explanation.rule_labels[row] or '(empty)'}.")
+    content = DockContent(title, str(explanation.reasons[row]), label, source=source or "", flag=flag)
     comparisons = explanation.comparisons(cluster_id)
     if source:
         for c in comparisons:
@@ -138,7 +146,7 @@ def dock_content(live: LiveReasons, cluster_id: int) -> DockContent:
 
 def content_text(content: DockContent) -> str:
     """Plain text of the dock, for the clipboard."""
-    out = [content.title, content.reason] + ([content.source] if content.source else [])
+    out = [content.title, content.reason] + [line for line in (content.flag, content.source) if line]
 
     def walk(lines):
         for line in lines:
@@ -170,6 +178,12 @@ class BombcellWhyView(QWidget):
         self.source.setWordWrap(True)
         self.source.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.source.setStyleSheet("color: #7fd7e8;")
+        self.flag = QLabel()  # the label shown is Bombcell's saved one, not the rules'
+        self.flag.setWordWrap(True)
+        self.flag.setStyleSheet("background-color: #a35a00; color: #ffffff; padding: 3px;")
+        self.classifier = QLabel(live.explanation.classified_by if live.explanation is not None else "")
+        self.classifier.setWordWrap(True)
+        self.classifier.setStyleSheet("color: #9a9a9a;")
         self.chooser = QComboBox()
         self.chooser.currentIndexChanged.connect(self._show_chosen)
         copy = QPushButton("Copy")
@@ -186,7 +200,7 @@ class BombcellWhyView(QWidget):
         self.on_list = None
         self.switches = {}
         switches = QGridLayout()
-        for i, name in enumerate(SWITCHES):
+        for i, name in enumerate(switches_for(live.results.classifier) if live.results else SWITCHES):
             box = QCheckBox(name)
             box.setToolTip(f"What-if: turn Bombcell's {name} on or off")
             box.toggled.connect(lambda checked, name=name: self._edit(name, checked))
@@ -229,9 +243,11 @@ class BombcellWhyView(QWidget):
         self.notes.setStyleSheet("color: #c8a0ff;")
         self.notes.setVisible(bool(live.notes()))
         layout.addLayout(top)
+        layout.addWidget(self.classifier)
         layout.addWidget(self.banner)
         layout.addWidget(self.notes)
         layout.addWidget(self.reason)
+        layout.addWidget(self.flag)
         layout.addWidget(self.source)
         layout.addWidget(self.tabs, 1)
         layout.addLayout(switches)
@@ -304,6 +320,8 @@ class BombcellWhyView(QWidget):
         self.reason.setText(self.content.reason)
         self.source.setText(self.content.source)
         self.source.setVisible(bool(self.content.source))
+        self.flag.setText(self.content.flag)
+        self.flag.setVisible(bool(self.content.flag))
         notes = self.live.notes()
         self.notes.setText("\n".join(f"note: {note}" for note in notes))
         self.notes.setVisible(bool(notes))
