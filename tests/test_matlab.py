@@ -208,3 +208,25 @@ def test_a_cluster_merged_on_matlab_results_says_why_it_has_no_label(tmp_path, o
     assert "MATLAB Bombcell computes its metrics in MATLAB" in row["bc_classificationReason"]
     assert "from cluster(s) 9, 10" in row["bc_classificationReason"]
     assert controller.phy_bcreason.live.live_spikes == {}  # nothing was computed for it
+
+
+def test_what_if_edits_on_matlab_results_give_matlab_bombcells_labels(tmp_path):
+    """The `defaults` folder with thresholds and switches edited as a what-if labels every unit as MATLAB
+    Bombcell labelled the same metrics with those parameters (case `defaults_whatif`, run under Octave)."""
+    from phy_bcreason.api import explain
+    from phy_bcreason.bombcell_io import load_results
+
+    edits = {"maxRPVviolations": 0.3, "minPresenceRatio": 0.5, "maxWvBaselineFraction": 0.2, "extractRaw": False,
+             "splitGoodAndMua_NonSomatic": True}
+    results = load_results(DATA / "defaults", ks_dir=tmp_path)
+    saved = explain(results, check=False)
+    edited = explain(results, edits, check=False)
+    expected = oracle(DATA / "defaults_whatif")
+    assert dict(zip(edited.cluster_ids.tolist(), edited.labels)) == expected
+    assert (saved.labels != edited.labels).sum() >= 30  # the edits matter
+    result = run_cli("summary", tmp_path, "--bombcell-dir", DATA / "defaults",
+                     *[f"--set={name}={value}" for name, value in edits.items()])
+    assert result.returncode == 0, result.stderr
+    counts = pd.Series(list(expected.values())).value_counts()
+    for label, n in counts.items():
+        assert f"  {label:<15} {n:>6}" in result.stdout

@@ -134,6 +134,12 @@ CASES = [
          "(Lratio too).",
          ops=[("set", "computeDistanceMetrics", 1.0), ("set", "isoDmin", float("nan")), ("set", "lratioMax", 0.3),
               ("set", "computeDrift", 1.0)] + OFF_TSV, distance=True, seed_from="distance"),
+    Case("defaults_whatif", "Same metrics as defaults, labelled with edited parameters (maxRPVviolations 0.3, "
+         "minPresenceRatio 0.5, maxWvBaselineFraction 0.2, extractRaw 0, splitGoodAndMua_NonSomatic 1): the "
+         "oracle for the same edits made as a what-if on `defaults`.",
+         ops=[("set", "maxRPVviolations", 0.3), ("set", "minPresenceRatio", 0.5), ("set", "maxWvBaselineFraction", 0.2),
+              ("set", "extractRaw", 0.0), ("set", "splitGoodAndMua_NonSomatic", 1.0)] + OFF_TSV,
+         seed_from="defaults"),
     Case("backfill", "A parameter file from an old run: no spDecayLinFit, no non-somatic group thresholds "
          "(minTroughToPeak2Ratio_nonSomatic, minWidthFirstPeak_nonSomatic, minWidthMainTrough_nonSomatic, "
          "maxPeak1ToPeak2Ratio_nonSomatic), no maxMainPeakToTroughRatio_nonSomatic, maxScndPeakToTroughRatio_noise, "
