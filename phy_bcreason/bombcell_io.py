@@ -18,7 +18,8 @@ import numpy as np
 import pandas as pd
 
 from .backfill import OLD_NAMES, repair_parameters
-from .rules import CLASSIFIER_TITLES, CLASSIFIERS, MATLAB, PYTHON, SWITCHES, THRESHOLDS, metrics_for
+from .engine import inactive_reason
+from .rules import CLASSIFIER_TITLES, CLASSIFIERS, MATLAB, PYTHON, SWITCHES, THRESHOLDS, metrics_for, rules_for
 
 METRICS_FILE = "templates._bc_qMetrics.parquet"
 PARAMS_FILE = "_bc_parameters._bc_qMetrics.parquet"
@@ -228,9 +229,13 @@ def check_unique_ids(path: Path, cluster_ids: np.ndarray) -> None:
         )
 
 
-def note_missing_metrics(path: Path, metrics: pd.DataFrame, classifier: str, notes: list[str]) -> None:
-    """Metrics the rules read but the table lacks (their rules show 'metric missing', as NaN)."""
-    missing = [name for name in metrics_for(classifier) if name not in metrics.columns]
+def note_missing_metrics(path: Path, metrics: pd.DataFrame, classifier: str, params: dict, notes: list[str]) -> None:
+    """Metrics the applied rules read but the table lacks (their rules show 'metric missing', as NaN); a metric
+    only a switched-off rule reads is not expected (MATLAB writes distance metrics only when it computes them)."""
+    unused = {rule.metric for rule in rules_for(classifier) if inactive_reason(rule, params)}
+    used = {rule.metric for rule in rules_for(classifier) if not inactive_reason(rule, params)}
+    missing = [name for name in metrics_for(classifier) if name not in metrics.columns
+               and not (name in unused and name not in used)]
     if missing:
         notes.append(f"{path}: no column for metric(s) {', '.join(missing)}; the rules on them are shown as "
                      "'metric missing'")
@@ -330,7 +335,7 @@ def load_results(folder: str | Path, ks_dir: str | Path | None = None, classifie
     params, repairs = repair_parameters(params, SWITCHES, THRESHOLDS)
     notes += [f"{params_path.name}: {repair}" for repair in repairs]
     metrics = repair_metrics(metrics_path, metrics, classifier, notes)
-    note_missing_metrics(metrics_path, metrics, classifier, notes)
+    note_missing_metrics(metrics_path, metrics, classifier, params, notes)
     spikes = spike_counts(ks_dir, notes)
     if spikes is not None:
         spike_file, ks_ids, ks_counts = spikes
