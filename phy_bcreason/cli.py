@@ -15,7 +15,7 @@ from .bombcell_io import BombcellResultsError, find_bombcell_dir, load_results
 from .engine import STATUS_NAMES, Explanation
 from .live_metrics import LiveMetricsError, with_live_rows
 from .rules import CLASSIFIERS
-from .whatif import WhatIfError, describe_overrides, label_changes, parse_settings
+from .whatif import WhatIfError, describe_overrides, editable, label_changes, parse_settings
 
 REASON_COLUMN = "bc_classificationReason"
 REASON_FILE = f"cluster_{REASON_COLUMN}.tsv"
@@ -143,7 +143,7 @@ def run(args: argparse.Namespace) -> int:
                            classifier=args.classifier)
     if args.live:
         results = with_live_rows(results, args.ks_dir)
-    overrides = parse_settings(getattr(args, "set", []))
+    overrides = parse_settings(getattr(args, "set", []), editable(results))
     explanation = explain(results, overrides=overrides)
     ids = _selected_ids(explanation, getattr(args, "cluster", None))
     written = export(explanation, args.ks_dir) if args.command == "export" else []  # errors before any output
