@@ -19,7 +19,7 @@ import pandas as pd
 
 from .backfill import OLD_NAMES, repair_parameters
 from .engine import inactive_reason
-from .rules import CLASSIFIER_TITLES, CLASSIFIERS, MATLAB, PYTHON, SWITCHES, THRESHOLDS, metrics_for, rules_for
+from .rules import CLASSIFIER_TITLES, MATLAB, PYTHON, SWITCHES, THRESHOLDS, metrics_for, rules_for
 
 METRICS_FILE = "templates._bc_qMetrics.parquet"
 PARAMS_FILE = "_bc_parameters._bc_qMetrics.parquet"
@@ -127,8 +127,9 @@ def _numbers(column: pd.Series) -> np.ndarray:
 def recognise_classifier(params: dict, metrics: pd.DataFrame, forced: str | None = None) -> tuple[str, str]:
     """(classifier, evidence): who wrote these results, from the names only one of them writes."""
     if forced is not None:
-        if forced not in CLASSIFIERS:
-            raise BombcellResultsError(f"--classifier {forced}: expected one of {', '.join(CLASSIFIERS)}")
+        if forced not in (PYTHON, MATLAB):
+            raise BombcellResultsError(f"--classifier {forced}: these are Bombcell's own results ({METRICS_FILE}); "
+                                       f"expected {PYTHON} or {MATLAB}")
         return forced, "chosen by the user"
     names = set(params) | set(metrics.columns)
     matlab = [name for name in MATLAB_MARKS if name in names]

@@ -14,7 +14,7 @@ from .api import explain
 from .bombcell_io import BombcellResultsError, find_bombcell_dir, load_results
 from .engine import STATUS_NAMES, Explanation
 from .live_metrics import LiveMetricsError, with_live_rows
-from .rules import CLASSIFIERS
+from .rules import MATLAB, PYTHON
 from .whatif import WhatIfError, describe_overrides, editable, label_changes, parse_settings
 
 REASON_COLUMN = "bc_classificationReason"
@@ -104,9 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("ks_dir", type=Path, help="Kilosort output folder")
         p.add_argument("--bombcell-dir", type=Path, default=None,
                        help="Bombcell results folder (default: found next to the Kilosort output)")
-        p.add_argument("--classifier", choices=CLASSIFIERS, default=None,
-                       help="whose rules labelled the run: Python or MATLAB Bombcell (default: recognised from the "
-                            "parameter and metric names)")
+        p.add_argument("--classifier", choices=(PYTHON, MATLAB), default=None,
+                       help="whose rules labelled Bombcell's own results: Python or MATLAB Bombcell (default: "
+                            "recognised from the parameter and metric names; SpikeInterface's results are "
+                            "recognised by their files)")
         p.add_argument("--live", action="store_true",
                        help="also explain clusters Bombcell's results lack (merged or split in Phy since), with "
                             "metrics recomputed by Bombcell's own functions")
