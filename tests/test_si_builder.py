@@ -14,15 +14,8 @@ from tests import si_builder as sib
 
 N_UNITS = len(dsb.UNIT_SPECS)
 
-# (variant, layout) pairs built and checked here
-CASES = [
-    ("default", "export"),
-    ("split", "export"),
-    ("custom", "export"),
-    ("no_nonsomatic", "export"),
-    ("default", "sorter_output"),
-    ("split", "sorter_output"),
-]
+# every (variant, layout) pair: the first build of a layout takes ~15 s, the others < 1 s
+CASES = [(v, lay) for lay in sib.LAYOUTS for v in sib.VARIANTS]
 CASE_IDS = [f"{v}-{lay}" for v, lay in CASES]
 
 
@@ -107,9 +100,10 @@ def test_split_has_non_soma_good_and_mua(si_dataset, layout):
         assert label == default[name] or (default[name] == "non_soma" and label.startswith("non_soma_"))
 
 
-def test_custom_thresholds_move_labels(si_dataset):
-    default = _labels_by_name(si_dataset("default"))
-    ds = si_dataset("custom")
+@pytest.mark.parametrize("layout", ["export", "sorter_output"])
+def test_custom_thresholds_move_labels(si_dataset, layout):
+    default = _labels_by_name(si_dataset("default", layout))
+    ds = si_dataset("custom", layout)
     custom = _labels_by_name(ds)
     wide = sib.load_wide(ds.results_dir)
     assert "rp_contamination" in wide.columns and "sliding_rp_violation" not in wide.columns
@@ -123,8 +117,9 @@ def test_custom_thresholds_move_labels(si_dataset):
     assert set(custom.values()) == {"good", "mua", "noise", "non_soma"}
 
 
-def test_no_nonsomatic(si_dataset):
-    ds = si_dataset("no_nonsomatic")
+@pytest.mark.parametrize("layout", ["export", "sorter_output"])
+def test_no_nonsomatic(si_dataset, layout):
+    ds = si_dataset("no_nonsomatic", layout)
     assert ds.thresholds["non-somatic"] == {}
     counts = _counts(ds)
     assert set(counts) == {"good", "mua", "noise"} and min(counts.values()) >= 2, counts
@@ -158,7 +153,7 @@ def test_export_cluster_ids_map_to_si_unit_ids(si_dataset, variant, layout):
     assert np.allclose(snr.values, wide.loc[by_unit.loc[snr.index].values, "snr"].values)
 
 
-@pytest.mark.parametrize("variant", ["default", "split"])
+@pytest.mark.parametrize("variant", list(sib.VARIANTS))
 def test_sorter_output_cluster_ids_are_unit_ids(si_dataset, variant):
     ds = si_dataset(variant, "sorter_output")
     clusters = np.unique(np.load(ds.phy_dir / "spike_clusters.npy"))
@@ -168,10 +163,11 @@ def test_sorter_output_cluster_ids_are_unit_ids(si_dataset, variant):
     assert groups["cluster_id"].tolist() == list(range(N_UNITS))
 
 
-def test_layouts_share_metrics(si_dataset):
+@pytest.mark.parametrize("variant", list(sib.VARIANTS))
+def test_layouts_share_metrics(si_dataset, variant):
     """Same units and seed: the two layouts differ only in their unit ids (the build is deterministic)."""
-    a = sib.load_wide(si_dataset("default", "export").results_dir)
-    b = sib.load_wide(si_dataset("default", "sorter_output").results_dir)
+    a = sib.load_wide(si_dataset(variant, "export").results_dir)
+    b = sib.load_wide(si_dataset(variant, "sorter_output").results_dir)
     a.index = a.index - sib.EXPORT_UNIT_ID_OFFSET
     pd.testing.assert_frame_equal(a, b)
 
