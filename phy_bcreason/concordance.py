@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from .engine import INACTIVE, Explanation, labels_with_threshold
+from .engine import INACTIVE, Explanation, codes_with_threshold, labels_with_threshold
 from .rules import MUA, NOISE, SPLIT_SWITCHES
 
 PHY_GROUPS = ("good", "mua", "noise")
@@ -28,18 +28,28 @@ def read_groups(path) -> dict[int, str]:
             if g.strip().lower() in PHY_GROUPS}
 
 
-def bombcell_groups(explanation: Explanation, labels=None, rows=None) -> np.ndarray:
-    """The Phy group each unit's Bombcell label agrees with ('' for empty units)."""
+# Bombcell's numeric unit types with non-somatic units split (noise, good, mua, non-soma good, non-soma mua) ->
+# the index in PHY_GROUPS of the group they agree with; empty units (NaN) agree with none (-1).
+GROUP_OF_CODE = np.array([2, 0, 1, 0, 1], dtype=np.int8)
+
+
+def group_indices(explanation: Explanation, rows=None, param: str | None = None, candidates=None) -> np.ndarray:
+    """Index in PHY_GROUPS of the group each unit's Bombcell label agrees with (-1 for empty units), with
+    threshold ``param`` at each of ``candidates`` ([candidate, unit]) or as it is ([1, unit])."""
     rows = np.arange(len(explanation.cluster_ids)) if rows is None else rows
-    if labels is None:  # the rules' labels with non-somatic units split, as the groups compare them
-        labels = split_labels(explanation, None, np.array([np.nan]), rows)[0]
-    return np.vectorize(lambda label: LABEL_GROUPS.get(label, ""), otypes=[object])(labels)
-
-
-def split_labels(explanation: Explanation, param: str | None, candidates: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Labels [candidate, unit] with ``param`` at each candidate value, non-somatic units split good/MUA."""
     split = {**explanation.params, SPLIT_SWITCHES[explanation.classifier]: True}
-    return labels_with_threshold(replace(explanation, params=split), param, candidates, rows)
+    values = np.array([np.nan]) if candidates is None else candidates
+    codes = codes_with_threshold(replace(explanation, params=split), param, values, rows)
+    return np.where(np.isfinite(codes), GROUP_OF_CODE[np.nan_to_num(codes).astype(np.int8)], -1)
+
+
+def bombcell_groups(explanation: Explanation, rows=None) -> np.ndarray:
+    """The Phy group each unit's Bombcell label agrees with ('' for empty units)."""
+    return np.array([*PHY_GROUPS, ""], dtype=object)[group_indices(explanation, rows)[0]]
+
+
+def _indices(groups) -> np.ndarray:
+    return np.array([PHY_GROUPS.index(g) for g in groups], dtype=np.int8)
 
 
 @dataclass
@@ -131,14 +141,13 @@ def suggest(explanation: Explanation, groups: dict[int, str], params: list[str] 
     one nearest the current value), when it agrees with more units than the current one."""
     if rows is None:
         rows = np.array([explanation.rows[c] for c in groups if c in explanation.rows], dtype=np.int64)
-    user = np.array([groups[int(c)] for c in explanation.cluster_ids[rows]], dtype=object)
-    before = int((bombcell_groups(explanation, rows=rows) == user).sum())
+    user = _indices([groups[int(c)] for c in explanation.cluster_ids[rows]])
+    before = int((group_indices(explanation, rows)[0] == user).sum())
     suggestions = []
     for param in params or active_thresholds(explanation):
         current = float(explanation.params[param])
         candidates = candidate_values(explanation, param, rows)
-        agree = (bombcell_groups(explanation, split_labels(explanation, param, candidates, rows), rows) ==
-                 user[None]).sum(axis=1)
+        agree = (group_indices(explanation, rows, param, candidates) == user[None]).sum(axis=1)
         best = int(np.lexsort((np.abs(candidates - current), -agree))[0])
         if agree[best] > before:
             everyone = np.arange(len(explanation.cluster_ids))

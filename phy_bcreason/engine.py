@@ -400,7 +400,11 @@ def _group_counts(holds: np.ndarray, rules) -> np.ndarray:
 def _combine(counts: np.ndarray, blocks: np.ndarray, empty: np.ndarray, split: bool) -> np.ndarray:
     """Bombcell's numeric unit types from the comparisons that count ([..., unit, rule]), as every classifier
     combines them."""
-    in_block = {b: counts[..., blocks == b].any(axis=-1) for b in BLOCKS}
+    return _combine_blocks({b: counts[..., blocks == b].any(axis=-1) for b in BLOCKS}, empty, split)
+
+
+def _combine_blocks(in_block: dict[str, np.ndarray], empty: np.ndarray, split: bool) -> np.ndarray:
+    """The same, from whether each block has a comparison that counts ([..., unit] each)."""
     noise = ~empty & in_block[NOISE]
     mua = ~noise & in_block[MUA]
     nonsomatic = in_block[NONSOMATIC]
@@ -513,21 +517,52 @@ def _reason_text(label: str, decisive: list[Rule]) -> str:
     return f"{label}: {', '.join(phrases)}" if phrases else f"{label}: (no decisive comparison found)"
 
 
-def labels_with_threshold(explanation: Explanation, param: str, candidates: np.ndarray, rows: np.ndarray
+def labels_with_threshold(explanation: Explanation, param: str | None, candidates: np.ndarray, rows: np.ndarray
                           ) -> np.ndarray:
     """The rules' labels of units ``rows`` if threshold ``param`` were each of ``candidates``, all else held
-    ([candidate, unit]): the same comparisons and combination as `evaluate`, for every candidate at once."""
+    ([candidate, unit]), as `evaluate` would give them."""
+    split = _switch_on(explanation.params, SPLIT_SWITCHES[explanation.classifier])
+    return _labels(codes_with_threshold(explanation, param, candidates, rows), split)
+
+
+def codes_with_threshold(explanation: Explanation, param: str | None, candidates: np.ndarray, rows: np.ndarray
+                         ) -> np.ndarray:
+    """Bombcell's numeric unit types of units ``rows`` if threshold ``param`` were each of ``candidates``
+    ([candidate, unit]): the same comparisons and combination as `evaluate`, for every candidate at once. Only
+    the comparison on ``param`` changes, so every other one is combined once."""
     rules = explanation.rules
+    blocks = np.array([r.block for r in rules])
+    split = _switch_on(explanation.params, SPLIT_SWITCHES[explanation.classifier])
+    holds = explanation.holds[rows]
+    empty = explanation.empty[rows]
     columns = [j for j, rule in enumerate(rules) if param and rule.param == param and j not in explanation.inactive]
-    holds = np.repeat(explanation.holds[rows][None], len(candidates), axis=0)
+    if not columns:
+        return np.repeat(_combine(_group_counts(holds, rules), blocks, empty, split)[None], len(candidates), axis=0)
     candidates = np.asarray(candidates, dtype=float)[:, None]
+    fires = {}
     with np.errstate(invalid="ignore"):
         for j in columns:
             values = explanation.values[rows, j][None]
-            fires = values > candidates if rules[j].op == ">" else values < candidates
-            # what `evaluate` keeps of a comparison that fires: applied, not exempt
-            kept = explanation.applies[rows, j] & ~explanation.exempt[rows, j]
-            holds[..., j] = fires & kept[None]
-    split = _switch_on(explanation.params, SPLIT_SWITCHES[explanation.classifier])
-    blocks = np.array([r.block for r in rules])
-    return _labels(_combine(_group_counts(holds, rules), blocks, explanation.empty[rows], split), split)
+            kept = explanation.applies[rows, j] & ~explanation.exempt[rows, j]  # as `evaluate` keeps them
+            fires[j] = (values > candidates if rules[j].op == ">" else values < candidates) & kept[None]
+    held = holds.copy()
+    held[:, columns] = False
+    groups = {rules[j].group for j in columns if rules[j].group}
+    fixed = np.array([r.group not in groups for r in rules])  # rules whose count does not vary
+    counts = _group_counts(held, rules)
+    in_block = {b: counts[:, (blocks == b) & fixed].any(axis=-1)[None] for b in BLOCKS}
+    for j in columns:
+        if not rules[j].group:
+            in_block[rules[j].block] = in_block[rules[j].block] | fires[j]
+    for group in groups:
+        whole = np.ones((1, len(rows)), dtype=bool)
+        for members in _group_sets(rules, group).values():
+            condition = held[:, members].any(axis=-1)[None]
+            for j in members:
+                if j in fires:
+                    condition = condition | fires[j]
+            whole = whole & condition
+        block = rules[next(j for j in columns if rules[j].group == group)].block
+        in_block[block] = in_block[block] | whole
+    shape = (len(candidates), len(rows))
+    return _combine_blocks({b: np.broadcast_to(v, shape) for b, v in in_block.items()}, empty, split)
