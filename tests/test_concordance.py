@@ -148,3 +148,42 @@ def test_against_bombcells_own_suggestions(ks_dataset):
     print(f"labels {len(groups)}: agree now {current}, with Bombcell's suggestions {with_theirs} "
           f"({their_params}), with ours {joint.agree_after} ({joint.overrides})")
     assert joint.agree_after > current and joint.agree_after >= with_theirs
+
+
+def test_labelling_in_phy_updates_agreement_and_a_suggestion_applies_as_a_what_if(ks_dataset_copy, open_phy):
+    from phy.gui.qt import QApplication
+
+    from tests.test_plugin_gui import dock, rows, wait_for_plugin
+
+    explanation = explain(load_results(find_bombcell_dir(ks_dataset_copy), ks_dir=ks_dataset_copy), check=False)
+    groups = curator(explanation, {"fractionRPVs_estimatedTauR>maxRPVviolations"})
+    rescued = [c for c, g in groups.items() if g == "good" and explanation.rule_labels[explanation.rows[c]] == "MUA"]
+    assert rescued
+    controller, gui = open_phy(ks_dataset_copy)
+    wait_for_plugin(controller)
+    supervisor = controller.supervisor
+    assert all(np.isnan(row["bc_agrees"]) for row in rows(controller).values())  # nothing labelled yet
+    for group in ("good", "mua", "noise"):
+        ids = [c for c, g in groups.items() if g == group]
+        supervisor.move(group, ids)
+        supervisor.block()
+    shown = rows(controller)
+    expected = concordance(explanation, groups)
+    disagreeing = {d["cluster_id"] for d in expected.disagreements}
+    assert {c for c, row in shown.items() if row["bc_agrees"] == 0} == disagreeing == set(rescued)
+    assert sum(row["bc_agrees"] == 1 for row in shown.values()) == expected.agree
+
+    view = dock(gui)
+    view.tabs.setCurrentWidget(view.concordance)
+    QApplication.processEvents()
+    panel = view.concordance
+    assert panel.summary.text().startswith(f"<b>{expected.agree} of {len(groups)}</b>")
+    assert panel.disagreements.rowCount() == len(disagreeing)
+    assert panel.suggestions[0][0] == "maxRPVviolations"
+    panel.apply(0)  # a what-if: the rescued units become GOOD, and agree
+    shown = rows(controller)
+    assert all(shown[c]["bc_label"] == "GOOD" and shown[c]["bc_agrees"] == 1 for c in rescued)
+    assert "maxRPVviolations" in view.whatif.text()
+    view.reset_button.click()
+    shown = rows(controller)
+    assert all(shown[c]["bc_label"] == "MUA" and shown[c]["bc_agrees"] == 0 for c in rescued)
