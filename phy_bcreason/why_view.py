@@ -515,6 +515,7 @@ class ConcordancePanel(QWidget):
         together.clicked.connect(self.suggest_together)
         for table in (self.counts, self.disagreements, self.suggested):
             table.setEditTriggers(QTableWidget.NoEditTriggers)
+            table.horizontalHeader().setStretchLastSection(True)
         layout = QVBoxLayout(self)
         for widget in (self.summary, note, self.counts, self.disagreements, self.suggested, together):
             layout.addWidget(widget)
@@ -544,7 +545,10 @@ class ConcordancePanel(QWidget):
         for i, d in enumerate(result.disagreements):
             cells = (str(d["cluster_id"]), d["user"], d["label"], ", ".join(d["rules"]))
             for k, cell in enumerate(cells):
-                self.disagreements.setItem(i, k, QTableWidgetItem(cell))
+                item = QTableWidgetItem(cell)
+                item.setToolTip(cell)
+                self.disagreements.setItem(i, k, item)
+        self.disagreements.resizeColumnsToContents()
         self.suggestions = [(s.param, s.suggested, f"{s.param} {s.current:.4g} -> {s.suggested:.4g}",
                              f"{s.agree_before} -> {s.agree_after}", s.flips)
                             for s in suggest(live.explanation, groups)]
