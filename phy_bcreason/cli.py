@@ -120,9 +120,13 @@ def concordance_output(results, explanation: Explanation, args) -> str:
     lines += [f"cluster {d['cluster_id']}: you {d['user']}, Bombcell {d['label']}: {', '.join(d['rules'])}"
               for d in result.disagreements]
     lines += ["", "One threshold at a time (the others held; checked by the same rules):"]
-    lines += [f"  {s.param} {s.current:g} -> {s.suggested:g}: agree {s.agree_before} -> {s.agree_after} of "
-              f"{s.n_labelled} ({', '.join(f'{n} {move}' for move, n in s.flips.items())} over all units)"
-              for s in singles] or ["  none agrees better"]
+    for s in singles:
+        moves = "; ".join(f"{move}: cluster {', '.join(str(c) for c, m in s.flipped.items() if m == move)}"
+                          for move in s.flips)
+        lines.append(f"  {s.param} {s.current:g} -> {s.suggested:g}: agree {s.agree_before} -> {s.agree_after} of "
+                     f"{s.n_labelled}; flips over all units: {moves}")
+    if not singles:
+        lines.append("  none agrees better")
     moved = ", ".join(f"{k} {explanation.params[k]:g} -> {v:g}" for k, v in joint.overrides.items()) or "none"
     lines += ["", f"Together: {moved}: agree {joint.agree_before} -> {joint.agree_after} of {joint.n_labelled}; "
                   f"on labels held out of the fit {joint.held_out_before:.0%} -> {joint.held_out_after:.0%}",

@@ -110,6 +110,7 @@ class Suggestion:
     agree_after: int
     n_labelled: int
     flips: dict[str, int]  # 'GOOD -> MUA': units, over every unit of the folder
+    flipped: dict[int, str] = field(default_factory=dict)  # cluster id -> 'GOOD -> MUA'
 
     @property
     def net(self) -> int:
@@ -152,10 +153,10 @@ def suggest(explanation: Explanation, groups: dict[int, str], params: list[str] 
         if agree[best] > before:
             everyone = np.arange(len(explanation.cluster_ids))
             after = labels_with_threshold(explanation, param, candidates[[best]], everyone)[0]
-            flips = Counter(f"{old or '(empty)'} -> {new or '(empty)'}"
-                            for old, new in zip(explanation.rule_labels, after) if old != new)
+            flipped = {int(c): f"{old or '(empty)'} -> {new or '(empty)'}"
+                       for c, old, new in zip(explanation.cluster_ids, explanation.rule_labels, after) if old != new}
             suggestions.append(Suggestion(param, current, float(candidates[best]), before, int(agree[best]),
-                                          len(rows), dict(flips.most_common())))
+                                          len(rows), dict(Counter(flipped.values()).most_common()), flipped))
     return sorted(suggestions, key=lambda s: -s.net)
 
 
