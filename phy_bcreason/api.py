@@ -12,13 +12,17 @@ from __future__ import annotations
 import contextlib
 import importlib.metadata
 import io
+import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from .bombcell_io import PARAMS_FILE, BombcellResults, BombcellResultsError, find_bombcell_dir, load_results
-from .engine import Explanation, evaluate
+from .bombcell_io import BombcellResults, find_bombcell_dir, load_results
+from .engine import UNDETERMINED, Explanation, evaluate, undetermined_phrase
+from .rules import PYTHON, SPIKEINTERFACE, SPIKEINTERFACE_LABELS, SPLIT_SWITCHES, unflatten_thresholds
+
+logger = logging.getLogger("phy_bcreason")
 
 
 def bombcell_labels(metrics: pd.DataFrame, params: dict, quiet: bool = True) -> np.ndarray:
@@ -35,41 +39,105 @@ def bombcell_labels(metrics: pd.DataFrame, params: dict, quiet: bool = True) -> 
     return np.asarray(labels, dtype=object)
 
 
-def apply_judgement(explanation: Explanation, judged: np.ndarray) -> np.ndarray:
-    """Where Bombcell's labels (``judged``) differ from the rule table's, Bombcell's win: the unit keeps its
-    comparisons, its reason says so, and it is listed in ``explanation.mismatches``. Returns those rows."""
-    judged = np.asarray(judged, dtype=object)
-    differ = np.flatnonzero(judged != explanation.labels)
+CLASSIFIER_JUDGE, SAVED_JUDGE = "Bombcell's classifier", "saved labels"
+WHY_SAVED_MAY_DIFFER = ("the metrics or parameters may have changed since Bombcell labelled it, or another "
+                        "Bombcell version or classifier labelled it")
+
+
+def apply_judgement(explanation: Explanation, judged=None, saved: list[str | None] | None = None) -> np.ndarray:
+    """Judge the rule table's labels: ``judged``, the installed Bombcell classifier's labels (where they
+    differ the classifier's win: a transcription error to report), then ``saved``, the labels Bombcell saved
+    for each row (None where unknown), which have the last word. Every unit overruled is flagged, keeps its
+    comparisons, its reason says what the rules gave, and it is listed in ``explanation.mismatches``.
+    Starts from the rules' own labels each time, so it can be applied again. Returns the rows overruled."""
+    ours, undetermined = explanation.rule_labels, explanation.undetermined
+    labels, reasons = ours.copy(), explanation.rule_reasons.copy()
+    records = []
+    if judged is not None:
+        judged = np.asarray(judged, dtype=object)
+        for row in np.flatnonzero((judged != ours) & ~undetermined):
+            labels[row] = judged[row]
+            reasons[row] = (f"{judged[row]}: Bombcell's classifier says {judged[row]!r}, phy-bcreason's rule table "
+                            f"says {ours[row]!r} (please report)")
+            records.append((row, CLASSIFIER_JUDGE))
+    for row, label in enumerate(saved or ()):
+        if label is None or label == labels[row]:
+            continue
+        if undetermined[row] and (ours[row] == UNDETERMINED or label in str(ours[row]).split(" or ")):
+            labels[row] = label
+            reasons[row] = f"{label} (saved by Bombcell): {undetermined_phrase(explanation, row)}"
+            continue
+        rules_gave = str(explanation.rule_reasons[row]).partition(": ")[2] or ours[row]
+        labels[row] = label
+        reasons[row] = (f"{label or '(empty)'} (saved by Bombcell; the {explanation.classifier} rules give "
+                        f"{ours[row] or '(empty)'}: {rules_gave}; {WHY_SAVED_MAY_DIFFER})")
+        records.append((row, SAVED_JUDGE))
+    explanation.labels, explanation.reasons = labels, reasons
+    rows = np.array(sorted({row for row, _ in records}), dtype=np.int64)
+    explanation.flagged = np.zeros(len(labels), dtype=bool)
+    explanation.flagged[rows] = True
     explanation.mismatches = pd.DataFrame(
         {
-            "cluster_id": explanation.cluster_ids[differ],
-            "bombcell_label": judged[differ],
-            "rule_table_label": explanation.labels[differ],
+            "cluster_id": [explanation.cluster_ids[row] for row, _ in records],
+            "judge": [judge for _, judge in records],
+            "judge_label": [labels[row] if judge == SAVED_JUDGE else judged[row] for row, judge in records],
+            "rule_table_label": [ours[row] for row, _ in records],
         }
     )
-    for row in differ:
-        ours, theirs = explanation.labels[row], judged[row]
-        explanation.labels[row] = theirs
-        explanation.reasons[row] = (
-            f"{theirs}: Bombcell's classifier says {theirs!r}, phy-bcreason's rule table says {ours!r} "
-            "(please report)"
-        )
-    if len(differ):
-        explanation.notes.append(f"{len(differ)} unit(s) where the rule table disagrees with Bombcell")
-    return differ
+    explanation.notes = [note for note in explanation.notes if not note.startswith(JUDGEMENT_NOTE_STARTS)]
+    for judge in (CLASSIFIER_JUDGE, SAVED_JUDGE):
+        ids = [int(explanation.cluster_ids[row]) for row, j in records if j == judge]
+        if ids:
+            shown = ", ".join(map(str, ids[:10])) + (", ..." if len(ids) > 10 else "")
+            who = "Bombcell's classifier disagrees" if judge == CLASSIFIER_JUDGE else "Bombcell's saved labels differ"
+            explanation.notes.append(f"{JUDGEMENT_NOTE_STARTS[judge == SAVED_JUDGE]}{len(ids)} unit(s) where {who} "
+                                     f"from the {explanation.classifier} rules (cluster {shown}): its labels are "
+                                     "shown and flagged")
+    return rows
 
 
-def crosscheck(explanation: Explanation, metrics: pd.DataFrame, params: dict) -> Explanation:
-    """Run Bombcell's classifier on the same metrics and parameters and apply its verdict."""
-    try:
-        judged = bombcell_labels(metrics, params)
-    except Exception as exc:
-        explanation.notes.append(
-            f"Bombcell's own classifier could not run on these results ({type(exc).__name__}: {exc}); "
-            "labels come from the rule table alone"
-        )
-        return explanation
-    apply_judgement(explanation, judged)
+JUDGEMENT_NOTE_STARTS = ("flagged by Bombcell's classifier: ", "flagged by the saved labels: ")
+
+
+def spikeinterface_labels(results: BombcellResults, params: dict) -> np.ndarray:
+    """Labels from SpikeInterface's own `bombcell_label_units` on the run's metrics, with ``params``' thresholds
+    (the run's, or what-if edits), in Bombcell's spelling."""
+    import warnings
+
+    from spikeinterface.curation import bombcell_label_units
+
+    thresholds = unflatten_thresholds(results.thresholds, params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # thresholds of metrics the run lacks: the loader notes them
+        labels = bombcell_label_units(external_metrics=results.metrics, thresholds=thresholds,
+                                      split_non_somatic=bool(params.get(SPLIT_SWITCHES[SPIKEINTERFACE])))
+    return labels["bombcell_label"].map(SPIKEINTERFACE_LABELS).to_numpy(dtype=object)
+
+
+def classifier_labels(results: BombcellResults, params: dict, quiet: bool = True) -> np.ndarray | None:
+    """The labels of the classifier that labelled the run, run on the same table, where it can run here:
+    Python Bombcell's and SpikeInterface's (MATLAB's needs MATLAB). Seconds to import: not on Phy's GUI thread,
+    and not ``quiet`` from another thread (see `bombcell_labels`)."""
+    if results.classifier == PYTHON:
+        return bombcell_labels(results.metrics, params, quiet=quiet)
+    if results.classifier == SPIKEINTERFACE:
+        return spikeinterface_labels(results, params)
+    return None
+
+
+def crosscheck(explanation: Explanation, results: BombcellResults, params: dict, saved: bool = True
+               ) -> Explanation:
+    """Judge with the classifier that labelled the run (where it runs here) and, with ``saved``, with the labels
+    the run saved."""
+    judged = None
+    if not explanation.missing_thresholds:
+        try:
+            judged = classifier_labels(results, params)
+        except Exception:
+            logger.debug("the run's classifier could not run", exc_info=True)
+            explanation.notes.append("the run's own classifier could not check these labels (details in the log "
+                                     "at debug level): the labels are the rule table's")
+    apply_judgement(explanation, judged, results.saved_labels_for(explanation.cluster_ids) if saved else None)
     return explanation
 
 
@@ -94,29 +162,33 @@ def installed_bombcell_version() -> str | None:
 
 
 def explain(results: BombcellResults, overrides: dict | None = None, check: bool = True) -> Explanation:
-    """Explain loaded results, with parameters optionally overridden (what-if)."""
+    """Explain loaded results with their classifier's rules, with parameters optionally overridden (what-if).
+
+    At the run's own parameters the labels Bombcell saved judge the rules' (always: reading them is cheap);
+    with ``check`` Bombcell's installed classifier does too (Python results; importing it takes seconds).
+    """
     params = {**results.params, **(overrides or {})}
-    try:
-        explanation = evaluate(results.metrics, params, cluster_ids=results.cluster_ids)
-    except KeyError as exc:  # Bombcell's back-fill: a threshold that has no back-compatibility default
-        message = exc.args[0] if exc.args else str(exc)
-        raise BombcellResultsError(f"{results.folder / PARAMS_FILE}: {message}") from None
-    explanation.source = results.folder
+    explanation = evaluate(results.metrics, params, cluster_ids=results.cluster_ids, classifier=results.classifier,
+                           fill_thresholds=bool(results.params),  # no parameter file: no threshold is known
+                           rules=results.rules)
+    explanation.source, explanation.classified_by = results.folder, results.classifier_evidence
     explanation.notes[:0] = results.notes
-    note = version_note(installed_bombcell_version())
+    note = version_note(installed_bombcell_version()) if results.classifier == PYTHON else None
     if note:
         explanation.notes.insert(0, note)
-    if check:
-        crosscheck(explanation, results.metrics, params)
+    if check:  # with what-if edits the saved labels are no judge: they are for the run's parameters
+        crosscheck(explanation, results, params, saved=not overrides)
+    elif not overrides:
+        apply_judgement(explanation, saved=results.saved_labels_for(explanation.cluster_ids))
     return explanation
 
 
 def explain_folder(ks_dir: str | Path, bombcell_dir: str | Path | None = None, *,
-                   overrides: dict | None = None, check: bool = True) -> Explanation:
+                   overrides: dict | None = None, check: bool = True, classifier: str | None = None) -> Explanation:
     """Find the Bombcell results of a Kilosort folder and explain every cluster's label.
 
-    Raises `BombcellResultsError` (one-line message naming the file) when the results cannot be read or the
-    parameters lack a threshold that Bombcell cannot back-fill.
+    ``classifier`` ('python' or 'matlab') forces whose rules explain the results (default: recognised from
+    them). Raises `BombcellResultsError` (one-line message naming the file) when the results cannot be read.
     """
-    results = load_results(find_bombcell_dir(ks_dir, bombcell_dir), ks_dir=ks_dir)
+    results = load_results(find_bombcell_dir(ks_dir, bombcell_dir), ks_dir=ks_dir, classifier=classifier)
     return explain(results, overrides=overrides, check=check)

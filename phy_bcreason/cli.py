@@ -14,7 +14,8 @@ from .api import explain
 from .bombcell_io import BombcellResultsError, find_bombcell_dir, load_results
 from .engine import STATUS_NAMES, Explanation
 from .live_metrics import LiveMetricsError, with_live_rows
-from .whatif import WhatIfError, describe_overrides, label_changes, parse_settings
+from .rules import MATLAB, PYTHON
+from .whatif import WhatIfError, describe_overrides, editable, label_changes, parse_settings
 
 REASON_COLUMN = "bc_classificationReason"
 REASON_FILE = f"cluster_{REASON_COLUMN}.tsv"
@@ -54,14 +55,24 @@ def explain_text(explanation: Explanation, cluster_ids: list[int]) -> str:
             lines.append(f"    decided: {format_comparison(c)}")
         for c in unit["also_failed"]:
             lines.append(f"    also fails: {format_comparison(c)}")
+        for c in unit["threshold_missing"]:
+            lines.append(f"    threshold missing: {c['metric']} {c['op']} {c['param']} ({c['param']} is not in the "
+                         "parameter file)")
     return "\n".join(lines)
 
 
 def summary_text(explanation: Explanation) -> str:
     table = explanation.table()
-    lines = [f"{len(table)} units, Bombcell results in {explanation.source}", "", "Units per label:"]
+    lines = [f"{len(table)} units, Bombcell results in {explanation.source}",
+             f"Classifier: {explanation.classified_by}", "", "Units per label:"]
     for label, count in table["label"].replace("", "(empty)").value_counts().items():
         lines.append(f"  {label:<15} {count:>6}")
+    if explanation.flagged.any():
+        lines += ["", f"Flagged (the {explanation.classifier} rules give another label than Bombcell's): "
+                      f"{int(explanation.flagged.sum())}"]
+    if explanation.undetermined.any():
+        lines += ["", f"Labels that depend on a missing threshold ({', '.join(explanation.missing_thresholds)}): "
+                      f"{int(explanation.undetermined.sum())}"]
     lines += ["", "Units per decisive rule (a unit can count under several):"]
     decisive = explanation.status == STATUS_NAMES.index("decisive")
     counts = decisive.sum(axis=0)
@@ -85,6 +96,44 @@ def export(explanation: Explanation, ks_dir: Path) -> list[Path]:
     return [reason_path, audit_path]
 
 
+def concordance_output(results, explanation: Explanation, args) -> str:
+    from .concordance import concordance, read_groups, suggest, suggest_jointly
+
+    path = args.labels or Path(args.ks_dir) / "cluster_group.tsv"
+    if not path.is_file():
+        raise UsageError(f"{path}: file not found (label clusters good/mua/noise in Phy and save, or pass --labels)")
+    groups = read_groups(path)
+    if not groups:
+        raise UsageError(f"{path}: no cluster labelled good, mua or noise")
+    result = concordance(explanation, groups)
+    singles = suggest(explanation, groups)
+    joint = suggest_jointly(results, groups)
+    if args.json:
+        return json.dumps({
+            "labelled": len(result.user), "agree": result.agree, "table": result.table.to_dict(),
+            "disagreements": result.disagreements,
+            "suggestions": [{**vars(s), "net": s.net} for s in singles],
+            "joint": vars(joint),
+        })
+    lines = [f"{result.agree} of {len(result.user)} labelled clusters agree with Bombcell ({path.name})", "",
+             "Bombcell (rows) against your labels (columns):", result.table.to_string(), ""]
+    lines += [f"cluster {d['cluster_id']}: you {d['user']}, Bombcell {d['label']}: {', '.join(d['rules'])}"
+              for d in result.disagreements]
+    lines += ["", "One threshold at a time (the others held; checked by the same rules):"]
+    for s in singles:
+        moves = "; ".join(f"{move}: cluster {', '.join(str(c) for c, m in s.flipped.items() if m == move)}"
+                          for move in s.flips)
+        lines.append(f"  {s.param} {s.current:g} -> {s.suggested:g}: agree {s.agree_before} -> {s.agree_after} of "
+                     f"{s.n_labelled}; flips over all units: {moves}")
+    if not singles:
+        lines.append("  none agrees better")
+    moved = ", ".join(f"{k} {explanation.params[k]:g} -> {v:g}" for k, v in joint.overrides.items()) or "none"
+    lines += ["", f"Together: {moved}: agree {joint.agree_before} -> {joint.agree_after} of {joint.n_labelled}; "
+                  f"on labels held out of the fit {joint.held_out_before:.0%} -> {joint.held_out_after:.0%}",
+              "Try one: phy-bcreason summary KS_DIR --set NAME=VALUE, or the what-if in Phy's dock."]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="phy-bcreason", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -93,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("ks_dir", type=Path, help="Kilosort output folder")
         p.add_argument("--bombcell-dir", type=Path, default=None,
                        help="Bombcell results folder (default: found next to the Kilosort output)")
+        p.add_argument("--classifier", choices=(PYTHON, MATLAB), default=None,
+                       help="whose rules labelled Bombcell's own results: Python or MATLAB Bombcell (default: "
+                            "recognised from the parameter and metric names; SpikeInterface's results are "
+                            "recognised by their files)")
         p.add_argument("--live", action="store_true",
                        help="also explain clusters Bombcell's results lack (merged or split in Phy since), with "
                             "metrics recomputed by Bombcell's own functions")
@@ -114,6 +167,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_folder_args(p)
     add_set_arg(p)
 
+    p = sub.add_parser("concordance", help="your Phy labels against Bombcell's: agreement, the rules behind each "
+                                           "disagreement, and thresholds that would agree better")
+    add_folder_args(p)
+    p.add_argument("--labels", type=Path, default=None, metavar="FILE",
+                   help="a TSV with cluster_id and group (good/mua/noise), like Phy's cluster_group.tsv "
+                        "(default: the folder's own cluster_group.tsv)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
     p = sub.add_parser("demo", help="open Phy on the bundled demo dataset with the plugin attached")
     p.add_argument("--screenshot", type=Path, default=None, metavar="FILE",
                    help="save the window as a PNG and exit")
@@ -125,11 +186,17 @@ def run(args: argparse.Namespace) -> int:
         from .demo import run_demo
 
         return run_demo(args.screenshot)
-    results = load_results(find_bombcell_dir(args.ks_dir, args.bombcell_dir), ks_dir=args.ks_dir)
+    results = load_results(find_bombcell_dir(args.ks_dir, args.bombcell_dir), ks_dir=args.ks_dir,
+                           classifier=args.classifier)
     if args.live:
         results = with_live_rows(results, args.ks_dir)
-    overrides = parse_settings(getattr(args, "set", []))
+    overrides = parse_settings(getattr(args, "set", []), editable(results))
     explanation = explain(results, overrides=overrides)
+    ids = _selected_ids(explanation, getattr(args, "cluster", None))
+    # errors before any output
+    written = export(explanation, args.ks_dir) if args.command == "export" else []
+    report = concordance_output(results, explanation, args) if args.command == "concordance" else None
+    print(f"classifier: {explanation.classified_by}", file=sys.stderr)
     for note in explanation.notes:
         print(f"note: {note}", file=sys.stderr)
     if overrides:
@@ -137,16 +204,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"what-if: {describe_overrides(results.params, overrides)}: {changes}",
               file=sys.stdout if args.command == "summary" else sys.stderr)
     if args.command == "explain":
-        ids = _selected_ids(explanation, args.cluster)
         if args.json:
             print(json.dumps([explanation.unit(i) for i in ids], allow_nan=False))
         else:
             print(explain_text(explanation, ids))
     elif args.command == "summary":
         print(summary_text(explanation))
-    elif args.command == "export":
-        for path in export(explanation, args.ks_dir):
-            print(f"wrote {path}")
+    elif report is not None:
+        print(report)
+    for path in written:
+        print(f"wrote {path}")
     return 0
 
 

@@ -14,15 +14,28 @@ import numpy as np
 import pandas as pd
 
 from .backfill import backfill_parameters
-from .rules import BLOCKS, GROUP_PHRASES, MUA, NOISE, NONSOMATIC, RULES, SPLIT_SWITCH, Rule
+from .rules import (
+    BLOCKS,
+    GROUP_PHRASES,
+    MUA,
+    NOISE,
+    NONSOMATIC,
+    PYTHON,
+    SPIKEINTERFACE,
+    SPIKEINTERFACE_LABELS,
+    SPLIT_SWITCHES,
+    UNLABELLED_EMPTY_UNITS,
+    Rule,
+    rules_for,
+)
 
 # Bombcell's numeric unit types.
 NOISE_CODE, GOOD_CODE, MUA_CODE, NONSOMA_CODE, NONSOMA_MUA_CODE = 0, 1, 2, 3, 4
 EMPTY_LABEL = ""
 
 # Status of one comparison for one unit.
-DECISIVE, ALSO_FAILED, PASS, EXEMPT, INACTIVE, MISSING = range(6)
-STATUS_NAMES = ("decisive", "also_failed", "pass", "exempt", "inactive", "missing")
+DECISIVE, ALSO_FAILED, PASS, EXEMPT, INACTIVE, MISSING, NO_THRESHOLD = range(7)
+STATUS_NAMES = ("decisive", "also_failed", "pass", "exempt", "inactive", "missing", "threshold_missing")
 STATUS_TEXT = (
     "decided the label",
     "fails, did not decide the label",
@@ -30,7 +43,15 @@ STATUS_TEXT = (
     "exempt",
     "not applied",
     "metric missing",
+    "threshold missing",
 )
+# Bombcell's spelling -> SpikeInterface's, for the run's own spelling in the JSON and the dock.
+RUN_SPELLING = {ours: theirs for theirs, ours in SPIKEINTERFACE_LABELS.items()}
+# The order in which undetermined labels are listed ('GOOD or MUA').
+LABEL_ORDER = ("NOISE", "NON-SOMA", "NON-SOMA GOOD", "NON-SOMA MUA", "MUA", "GOOD", EMPTY_LABEL)
+# Above this many rules with a missing threshold, undetermined labels are not enumerated (2**n cases).
+MAX_UNKNOWN_RULES = 10
+UNDETERMINED = "(undetermined)"
 
 
 def label_names(split_nonsomatic: bool) -> dict[int, str]:
@@ -68,9 +89,15 @@ def _metric_column(metrics: pd.DataFrame, name: str) -> np.ndarray:
 
 
 def inactive_reason(rule: Rule, params: dict) -> str | None:
-    """Why Bombcell does not apply ``rule`` at all under ``params`` (None when it does)."""
+    """Why the classifier does not apply ``rule`` at all under ``params`` (None when it does)."""
+    if rule.never:
+        return rule.never
     off = [f"{flag} is {'off' if wanted else 'on'}" for flag, wanted in rule.requires
            if _switch_on(params, flag) != wanted]
+    if rule.unless and all(_switch_on(params, flag) == wanted for flag, wanted in rule.unless):
+        off.append(" and ".join(f"{flag} is {'on' if wanted else 'off'}" for flag, wanted in rule.unless))
+    if rule.requires_set and np.isnan(_as_float(params.get(rule.requires_set))):
+        off.append(f"{rule.requires_set} is NaN")
     return "; ".join(off) or None
 
 
@@ -83,8 +110,8 @@ class Explanation:
 
     cluster_ids: np.ndarray
     rules: tuple[Rule, ...]
-    params: dict                  # after Bombcell's back-fill
-    filled_params: list[str]      # names Bombcell's back-fill added
+    params: dict                  # after the classifier's back-fill
+    filled_params: list[str]      # names the classifier's back-fill added
     values: np.ndarray            # metric value, NaN where missing
     thresholds: np.ndarray        # per rule, NaN for the isnan rule
     holds: np.ndarray             # the comparison holds and Bombcell applies it to this unit
@@ -97,9 +124,18 @@ class Explanation:
     flip_margins: np.ndarray      # margin of the comparison nearest to changing the label
     inactive: dict[int, str]      # rule index -> why the rule is not applied at all
     missing_metrics: list[str]    # rule metrics absent from the metrics table
+    classifier: str = PYTHON      # whose rules these are (rules.CLASSIFIERS)
+    classified_by: str = ""       # the classifier in words, and how it was recognised
+    missing_thresholds: list[str] = field(default_factory=list)  # read by an applied rule, not in the params
+    undetermined: np.ndarray | None = None  # the label depends on a missing threshold
+    rule_labels: np.ndarray | None = None   # what the rules give ('GOOD or MUA' where undetermined)
+    flagged: np.ndarray | None = None       # a judge's label differs from the rules'
+    rule_reasons: np.ndarray | None = None  # the reasons as the rules give them, before any judge
+    exempt: np.ndarray | None = None        # [unit, rule]: exempt from the rule (keepUncertainRPVUnits)
+    empty: np.ndarray | None = None         # units the classifier leaves unlabelled (no spikes)
     notes: list[str] = field(default_factory=list)
     source: Path | None = None              # the Bombcell folder the metrics came from
-    mismatches: pd.DataFrame | None = None  # units where Bombcell's own classifier disagreed
+    mismatches: pd.DataFrame | None = None  # units where a judge (saved labels, Bombcell's classifier) disagreed
 
     @property
     def n_decisive(self) -> np.ndarray:
@@ -140,6 +176,7 @@ class Explanation:
                     "op": rule.op,
                     "param": rule.param,
                     "group": rule.group,
+                    "abs": rule.absolute,
                     "value": _plain(self.values[row, j]),
                     "threshold": _plain(self.thresholds[j]),
                     "margin": _plain(self.margins[row, j]),
@@ -154,6 +191,8 @@ class Explanation:
         rule = self.rules[j]
         if j in self.inactive:
             return self.inactive[j]
+        if self.status[row, j] == NO_THRESHOLD:
+            return f"{rule.param} is not in the parameter file"
         if rule.metric in self.missing_metrics:
             return f"{rule.metric} is not in the metrics table"
         if not self.applies[row, j]:
@@ -175,9 +214,14 @@ class Explanation:
             "cluster_id": int(cluster_id),
             "label": str(self.labels[row]),
             "reason": str(self.reasons[row]),
+            "classifier": self.classifier,
+            "rules_label": str(self.rule_labels[row]),
+            "flagged": bool(self.flagged[row]),
             "decisive": [_failure(c) for c in decisive],
             "also_failed": [_failure(c) for c in also],
-        }
+            "threshold_missing": [_failure(c) for c in comparisons if c["status"] == "threshold_missing"],
+        } | ({"run_label": RUN_SPELLING.get(str(self.labels[row]), str(self.labels[row]))}
+             if self.classifier == SPIKEINTERFACE else {})
 
     def long_table(self) -> pd.DataFrame:
         """One row per cluster and rule: value, threshold, status and margin (the audit table)."""
@@ -208,25 +252,36 @@ def _failure(c: dict) -> dict:
     out = {k: c[k] for k in ("block", "metric", "op", "param", "value", "threshold", "margin")}
     if c["group"]:
         out["group"] = c["group"]
+    if c["abs"]:
+        out["abs"] = True  # value is the metric's absolute value
     return out
 
 
-def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, rules: tuple[Rule, ...] = RULES
-             ) -> Explanation:
-    """Evaluate every rule for every unit, as Bombcell's `get_quality_unit_type` would, and explain it.
+def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, classifier: str = PYTHON,
+             fill_thresholds: bool = True, rules: tuple[Rule, ...] | None = None) -> Explanation:
+    """Evaluate every rule of ``classifier`` for every unit, as that classifier would, and explain it.
 
-    ``params`` is back-filled by Bombcell's own `check_parameter_fields` first (KeyError if it cannot be).
+    ``rules`` are the classifier's rows (default: its fixed ones; SpikeInterface's come from the run).
+    ``params`` is back-filled by the classifier's own back-fill first (switches only, without
+    ``fill_thresholds``). A threshold it cannot fill leaves its rules 'threshold missing': units whose label
+    depends on them are undetermined ('GOOD or MUA').
     """
-    params, filled, backfill_warnings = backfill_parameters(params)
+    rules = rules_for(classifier) if rules is None else tuple(rules)
+    if classifier == SPIKEINTERFACE:  # its thresholds are the run's own dict: nothing to back-fill
+        filled, backfill_warnings, missing_params = [], [], []
+    else:
+        params, filled, backfill_warnings, missing_params = backfill_parameters(params, classifier, fill_thresholds)
     n_units, n_rules = len(metrics), len(rules)
     cluster_ids = np.arange(n_units) if cluster_ids is None else np.asarray(cluster_ids)
 
     metric_names = {r.metric for r in rules} | {r.only_where_present for r in rules if r.only_where_present}
     columns = {name: _metric_column(metrics, name) for name in metric_names | {"nSpikes"}}
     # Stored rule-major, used as its transpose: [unit, rule] views whose rule columns are contiguous.
-    values = np.stack([columns[r.metric] for r in rules]).T if n_rules else np.empty((n_units, 0))
+    values = np.stack([np.abs(columns[r.metric]) if r.absolute else columns[r.metric] for r in rules]).T \
+        if n_rules else np.empty((n_units, 0))
     thresholds = np.array([np.nan if r.param is None else _as_float(params.get(r.param)) for r in rules])
     is_nan_rule = np.array([r.op == "isnan" for r in rules], dtype=bool)
+    no_threshold = np.array([r.param in missing_params for r in rules], dtype=bool)
     blocks = np.array([r.block for r in rules])
 
     # Signed distance to the threshold, positive on the passing side; the comparison fires where it is < 0
@@ -237,6 +292,7 @@ def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, rules: tuple
         margins = (values - thresholds) * (direction / scale)
         fires = margins < 0
     fires[:, is_nan_rule] = np.isnan(values[:, is_nan_rule])
+    fires[:, no_threshold] = False
     margins[:, is_nan_rule] = np.nan
 
     inactive = {j: why for j, r in enumerate(rules) if (why := inactive_reason(r, params))}
@@ -251,31 +307,18 @@ def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, rules: tuple
             if _switch_on(params, switch) and metric in metrics.columns:
                 exempt[:, j] = _metric_column(metrics, metric) == value
     holds = fires & applies & ~exempt
-    margins[~applies] = np.nan  # no distance to a threshold Bombcell does not apply
+    margins[~applies] = np.nan  # no distance to a threshold the classifier does not apply
     margins += 0.0  # no "-0" on the threshold itself
+    # Comparisons whose outcome is unknown: an applied rule, a metric value, no threshold.
+    unknown = applies & no_threshold & ~np.isnan(values)
 
-    # Combine the blocks exactly as get_quality_unit_type does.
-    empty = columns["nSpikes"] == 0
-    counts = holds.copy()  # a grouped comparison counts only when its whole group holds
-    for group in {r.group for r in rules if r.group}:
-        members = [j for j, r in enumerate(rules) if r.group == group]
-        counts[:, members] &= holds[:, members].all(axis=1)[:, None]
-    in_block = {b: counts[:, blocks == b].any(axis=1) for b in BLOCKS}
-    noise = ~empty & in_block[NOISE]
-    mua = ~noise & in_block[MUA]
-    nonsomatic = in_block[NONSOMATIC]
-
-    codes = np.where(noise, NOISE_CODE, np.where(mua, MUA_CODE, GOOD_CODE)).astype(float)
-    split = _switch_on(params, SPLIT_SWITCH)
-    if split:
-        codes[(codes == GOOD_CODE) & nonsomatic] = NONSOMA_CODE
-        codes[(codes == MUA_CODE) & nonsomatic] = NONSOMA_MUA_CODE
-    else:
-        codes[(codes != NOISE_CODE) & nonsomatic] = NONSOMA_CODE
-    codes[empty] = np.nan
-    labels = np.full(n_units, EMPTY_LABEL, dtype=object)
-    for code, name in label_names(split).items():
-        labels[codes == code] = name
+    empty = (columns["nSpikes"] == 0) & UNLABELLED_EMPTY_UNITS[classifier]
+    split = _switch_on(params, SPLIT_SWITCHES[classifier])
+    counts = _group_counts(holds, rules)
+    codes = _combine(counts, blocks, empty, split)
+    labels = _labels(codes, split)
+    undetermined, rule_labels = _undetermined(holds, unknown, rules, blocks, empty, split, labels)
+    codes[undetermined] = np.nan
 
     # Which blocks decided each unit's label.
     decides = {
@@ -286,12 +329,15 @@ def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, rules: tuple
     decided_by_block = np.stack([decides[b] for b in blocks]).T if n_rules else counts
     status = np.full((n_rules, n_units), PASS, dtype=np.int8).T
     status[np.isnan(values) & ~is_nan_rule] = MISSING
+    status[unknown] = NO_THRESHOLD
     status[~applies] = INACTIVE
     status[exempt & fires & applies] = EXEMPT
     status[counts & decided_by_block] = DECISIVE
     status[counts & ~decided_by_block] = ALSO_FAILED
 
     missing_metrics = sorted({r.metric for r in rules if r.metric not in metrics.columns})
+    used_missing = [name for name in missing_params
+                    if any(r.param == name and j not in inactive for j, r in enumerate(rules))]
     explanation = Explanation(
         cluster_ids=cluster_ids,
         rules=tuple(rules),
@@ -304,18 +350,107 @@ def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, rules: tuple
         status=status,
         margins=margins,
         codes=codes,
-        labels=labels,
+        labels=rule_labels.copy(),
         reasons=np.empty(n_units, dtype=object),
         flip_margins=_flip_margins(status, margins, holds, applies, rules, codes),
         inactive=inactive,
         missing_metrics=missing_metrics,
+        classifier=classifier,
+        missing_thresholds=used_missing,
+        undetermined=undetermined,
+        rule_labels=rule_labels,
+        flagged=np.zeros(n_units, dtype=bool),
+        exempt=exempt,
+        empty=empty,
         notes=list(backfill_warnings),
     )
-    if filled:
-        explanation.notes.append(f"not in the parameter file, filled in by Bombcell's own back-fill (older results): "
-                                 f"{', '.join(f'{k}={params[k]}' for k in filled)}")
+    if filled and fill_thresholds:  # without a parameter file the loader's note says it all
+        explanation.notes.append(f"not in the parameter file, filled in by the classifier's own back-fill (older "
+                                 f"results): {', '.join(f'{k}={params[k]}' for k in filled)}")
+    if used_missing and fill_thresholds:
+        it = "it" if len(used_missing) == 1 else "them"
+        explanation.notes.append(
+            f"not in the parameter file and no back-fill default: {', '.join(used_missing)}; rules on {it} show "
+            f"'threshold missing', and {int(undetermined.sum())} unit(s) have a label that depends on {it}")
     explanation.reasons = reason_texts(explanation)
+    explanation.rule_reasons = explanation.reasons.copy()
     return explanation
+
+
+def _group_sets(rules, group: str) -> dict[object, list[int]]:
+    """A group's conditions: members sharing an ``any_of`` tag are one condition, every other member one."""
+    sets: dict[object, list[int]] = {}
+    for j, rule in enumerate(rules):
+        if rule.group == group:
+            sets.setdefault(rule.any_of or j, []).append(j)
+    return sets
+
+
+def _group_counts(holds: np.ndarray, rules) -> np.ndarray:
+    """A grouped comparison counts only when its whole group holds: every condition of it (a condition of
+    several members holds when any of them holds). ``holds`` is [..., unit, rule]."""
+    counts = holds.copy()
+    for group in {r.group for r in rules if r.group}:
+        sets = _group_sets(rules, group)
+        whole = np.all([holds[..., members].any(axis=-1) for members in sets.values()], axis=0)
+        counts[..., [j for members in sets.values() for j in members]] &= whole[..., None]
+    return counts
+
+
+def _combine(counts: np.ndarray, blocks: np.ndarray, empty: np.ndarray, split: bool) -> np.ndarray:
+    """Bombcell's numeric unit types from the comparisons that count ([..., unit, rule]), as every classifier
+    combines them."""
+    return _combine_blocks({b: counts[..., blocks == b].any(axis=-1) for b in BLOCKS}, empty, split)
+
+
+def _combine_blocks(in_block: dict[str, np.ndarray], empty: np.ndarray, split: bool) -> np.ndarray:
+    """The same, from whether each block has a comparison that counts ([..., unit] each)."""
+    noise = ~empty & in_block[NOISE]
+    mua = ~noise & in_block[MUA]
+    nonsomatic = in_block[NONSOMATIC]
+    codes = np.where(noise, NOISE_CODE, np.where(mua, MUA_CODE, GOOD_CODE)).astype(float)
+    if split:
+        codes[(codes == GOOD_CODE) & nonsomatic] = NONSOMA_CODE
+        codes[(codes == MUA_CODE) & nonsomatic] = NONSOMA_MUA_CODE
+    else:
+        codes[(codes != NOISE_CODE) & nonsomatic] = NONSOMA_CODE
+    codes[..., empty] = np.nan
+    return codes
+
+
+def _labels(codes: np.ndarray, split: bool) -> np.ndarray:
+    labels = np.full(codes.shape, EMPTY_LABEL, dtype=object)
+    for code, name in label_names(split).items():
+        labels[codes == code] = name
+    return labels
+
+
+def _undetermined(holds, unknown, rules, blocks, empty, split, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Units whose label depends on comparisons with a missing threshold, and every unit's label as the rules
+    give it ('GOOD or MUA' for those). Each unknown rule may hold or not; every combination is evaluated for
+    all units at once (a unit's label depends on its own row only)."""
+    unknown_rules = np.flatnonzero(unknown.any(axis=0))
+    undetermined = np.zeros(len(labels), dtype=bool)
+    rule_labels = labels.copy()
+    if not len(unknown_rules):
+        return undetermined, rule_labels
+    if len(unknown_rules) > MAX_UNKNOWN_RULES:
+        undetermined = unknown.any(axis=1)
+        rule_labels[undetermined] = UNDETERMINED
+        return undetermined, rule_labels
+    possible = [set() for _ in labels]
+    for combination in range(2 ** len(unknown_rules)):
+        assumed = holds.copy()
+        for bit, j in enumerate(unknown_rules):
+            if combination >> bit & 1:
+                assumed[:, j] |= unknown[:, j]
+        for row, label in enumerate(_labels(_combine(_group_counts(assumed, rules), blocks, empty, split), split)):
+            possible[row].add(label)
+    for row, options in enumerate(possible):
+        if len(options) > 1:
+            undetermined[row] = True
+            rule_labels[row] = " or ".join(sorted(options, key=LABEL_ORDER.index))
+    return undetermined, rule_labels
 
 
 def _flip_margins(status, margins, holds, applies, rules, codes) -> np.ndarray:
@@ -325,8 +460,9 @@ def _flip_margins(status, margins, holds, applies, rules, codes) -> np.ndarray:
     alone_flips = applies & (status == PASS) & ~np.isnan(margins)
     for j, rule in enumerate(rules):
         if rule.group:  # a group member flips the label alone only if the rest of its group already holds
-            others = [k for k, r in enumerate(rules) if r.group == rule.group and k != j]
-            alone_flips[:, j] &= holds[:, others].all(axis=1)
+            for members in _group_sets(rules, rule.group).values():
+                if j not in members:
+                    alone_flips[:, j] &= holds[:, members].any(axis=1)
     nearest_pass = np.min(margins, axis=1, where=alone_flips, initial=np.inf)
     flip = np.where(codes == GOOD_CODE, nearest_pass, nearest_failure)
     flip[~np.isfinite(flip)] = np.nan
@@ -348,7 +484,20 @@ def reason_texts(explanation: Explanation) -> np.ndarray:
     label_index = np.nan_to_num(explanation.codes, nan=NONSOMA_MUA_CODE + 1).astype(np.int64)
     _, first_rows, combo = np.unique(decisive_set * 8 + label_index, return_index=True, return_inverse=True)
     texts = [_reason_text(labels[row], [r for r, d in zip(rules, decisive[row]) if d]) for row in first_rows]
-    return np.array(texts, dtype=object)[combo.ravel()] if len(labels) else np.array([], dtype=object)
+    reasons = np.array(texts, dtype=object)[combo.ravel()] if len(labels) else np.array([], dtype=object)
+    for row in np.flatnonzero(explanation.undetermined):
+        reasons[row] = f"{labels[row]}: {undetermined_phrase(explanation, row)}"
+    return reasons
+
+
+def undetermined_phrase(explanation: Explanation, row: int) -> str:
+    """'depends on maxDriftEstimate>maxDrift (maxDrift is not in the parameter file)'."""
+    unknown = [r for j, r in enumerate(explanation.rules) if explanation.status[row, j] == NO_THRESHOLD]
+    params = list(dict.fromkeys(r.param for r in unknown))
+    if len(unknown) > 3:
+        return f"depends on {len(params)} thresholds that are not in the parameter file ({', '.join(params[:3])}, ...)"
+    return (f"depends on {', '.join(r.name for r in unknown)} "
+            f"({', '.join(params)} {'is' if len(params) == 1 else 'are'} not in the parameter file)")
 
 
 def _reason_text(label: str, decisive: list[Rule]) -> str:
@@ -366,3 +515,54 @@ def _reason_text(label: str, decisive: list[Rule]) -> str:
         else:
             phrases.append(_phrase(rule))
     return f"{label}: {', '.join(phrases)}" if phrases else f"{label}: (no decisive comparison found)"
+
+
+def labels_with_threshold(explanation: Explanation, param: str | None, candidates: np.ndarray, rows: np.ndarray
+                          ) -> np.ndarray:
+    """The rules' labels of units ``rows`` if threshold ``param`` were each of ``candidates``, all else held
+    ([candidate, unit]), as `evaluate` would give them."""
+    split = _switch_on(explanation.params, SPLIT_SWITCHES[explanation.classifier])
+    return _labels(codes_with_threshold(explanation, param, candidates, rows), split)
+
+
+def codes_with_threshold(explanation: Explanation, param: str | None, candidates: np.ndarray, rows: np.ndarray
+                         ) -> np.ndarray:
+    """Bombcell's numeric unit types of units ``rows`` if threshold ``param`` were each of ``candidates``
+    ([candidate, unit]): the same comparisons and combination as `evaluate`, for every candidate at once. Only
+    the comparison on ``param`` changes, so every other one is combined once."""
+    rules = explanation.rules
+    blocks = np.array([r.block for r in rules])
+    split = _switch_on(explanation.params, SPLIT_SWITCHES[explanation.classifier])
+    holds = explanation.holds[rows]
+    empty = explanation.empty[rows]
+    columns = [j for j, rule in enumerate(rules) if param and rule.param == param and j not in explanation.inactive]
+    if not columns:
+        return np.repeat(_combine(_group_counts(holds, rules), blocks, empty, split)[None], len(candidates), axis=0)
+    candidates = np.asarray(candidates, dtype=float)[:, None]
+    fires = {}
+    with np.errstate(invalid="ignore"):
+        for j in columns:
+            values = explanation.values[rows, j][None]
+            kept = explanation.applies[rows, j] & ~explanation.exempt[rows, j]  # as `evaluate` keeps them
+            fires[j] = (values > candidates if rules[j].op == ">" else values < candidates) & kept[None]
+    held = holds.copy()
+    held[:, columns] = False
+    groups = {rules[j].group for j in columns if rules[j].group}
+    fixed = np.array([r.group not in groups for r in rules])  # rules whose count does not vary
+    counts = _group_counts(held, rules)
+    in_block = {b: counts[:, (blocks == b) & fixed].any(axis=-1)[None] for b in BLOCKS}
+    for j in columns:
+        if not rules[j].group:
+            in_block[rules[j].block] = in_block[rules[j].block] | fires[j]
+    for group in groups:
+        whole = np.ones((1, len(rows)), dtype=bool)
+        for members in _group_sets(rules, group).values():
+            condition = held[:, members].any(axis=-1)[None]
+            for j in members:
+                if j in fires:
+                    condition = condition | fires[j]
+            whole = whole & condition
+        block = rules[next(j for j in columns if rules[j].group == group)].block
+        in_block[block] = in_block[block] | whole
+    shape = (len(candidates), len(rows))
+    return _combine_blocks({b: np.broadcast_to(v, shape) for b, v in in_block.items()}, empty, split)

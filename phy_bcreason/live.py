@@ -4,6 +4,7 @@ engine."""
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,10 @@ from .api import apply_judgement, explain
 from .bombcell_io import BombcellResults, BombcellResultsError, find_bombcell_dir, load_results
 from .engine import Explanation
 from .live_metrics import LiveInfo, LiveMetricsError, MetricsProcess, append_rows
+from .rules import MATLAB, PYTHON, SPIKEINTERFACE
 from .whatif import describe_overrides, label_changes, save_parameters
+
+logger = logging.getLogger("phy_bcreason")
 
 
 @dataclass
@@ -32,11 +36,19 @@ class LiveUpdate:
     info: LiveInfo | None = None
 
 
-COLUMNS = ("bc_label", "bc_classificationReason", "bc_nFailed", "bc_margin", "bc_source")
+COLUMNS = ("bc_label", "bc_classificationReason", "bc_nFailed", "bc_margin", "bc_source", "bc_flag")
 # Static files Bombcell (or an earlier export) leaves in the Kilosort folder whose columns these replace.
-REPLACED_METADATA = ("bc_unitType", "bc_label", "bc_classificationReason", "bc_nFailed", "bc_margin")
+REPLACED_METADATA = ("bc_unitType", "bc_label", "bc_classificationReason", "bc_nFailed", "bc_margin", "bc_flag")
 NO_ROW_LABEL = "(no row)"
 COMPUTING_LABEL = "(computing)"
+CLASSIFIER_NAMES = {PYTHON: "Python", MATLAB: "MATLAB", SPIKEINTERFACE: "SpikeInterface's"}
+# Why clusters made in Phy are not recomputed live for these classifiers (Python Bombcell's are).
+NOT_RECOMPUTED = {
+    MATLAB: "MATLAB Bombcell computes its metrics in MATLAB, so they are not recomputed here: re-run MATLAB "
+            "Bombcell on the curated folder to label it",
+    SPIKEINTERFACE: "SpikeInterface computed these metrics from its SortingAnalyzer, so they are not recomputed "
+                    "here: re-run bombcell.run_bombcell_qc on the curated sorting to label it",
+}
 # bc_source: where a cluster's metrics come from
 FROM_RUN, FROM_LIVE = "bombcell", "live"
 
@@ -62,6 +74,7 @@ class LiveReasons:
         self._computed: pd.DataFrame | None = None       # the worker's copy of live_metrics
         self._judged: dict[int, str] = {}                # Bombcell's own label per cluster id, where known
         self._columns: dict[int, dict] = {}
+        self._groups, self._groups_of = None, None  # Bombcell's Phy group per row, for bc_agrees
         self._refresh_columns()
 
     def _refresh_columns(self, cluster_ids=None) -> None:
@@ -72,12 +85,14 @@ class LiveReasons:
             return
         rows = slice(None) if cluster_ids is None else [explanation.rows[int(c)] for c in cluster_ids]
         margins = [round(m, 3) if math.isfinite(m) else math.nan for m in explanation.flip_margins[rows].tolist()]
+        flags = [f"rules: {ours or '(empty)'}" if flagged else "" for ours, flagged in
+                 zip(explanation.rule_labels[rows].tolist(), explanation.flagged[rows].tolist())]
         columns = {
             cluster_id: {"bc_label": label, "bc_classificationReason": reason, "bc_nFailed": n, "bc_margin": margin,
-                         "bc_source": FROM_LIVE if cluster_id in self.live_spikes else FROM_RUN}
-            for cluster_id, label, reason, n, margin in zip(
+                         "bc_source": FROM_LIVE if cluster_id in self.live_spikes else FROM_RUN, "bc_flag": flag}
+            for cluster_id, label, reason, n, margin, flag in zip(
                 explanation.cluster_ids[rows].tolist(), explanation.labels[rows].tolist(),
-                explanation.reasons[rows].tolist(), explanation.n_decisive[rows].tolist(), margins)
+                explanation.reasons[rows].tolist(), explanation.n_decisive[rows].tolist(), margins, flags)
         }
         self._columns = columns if cluster_ids is None else {**self._columns, **columns}
 
@@ -88,9 +103,10 @@ class LiveReasons:
             return cls(explain(results, check=False), results=results, ks_dir=ks_dir)
         except BombcellResultsError as exc:
             return cls(error=str(exc))
-        except Exception as exc:  # never let bad results break Phy
-            reason = f"{type(exc).__name__}: {exc}"
-            return cls(error=f"{ks_dir}: could not explain the Bombcell results ({reason})")
+        except Exception:  # never let bad results break Phy
+            logger.debug("phy-bcreason: could not explain the Bombcell results of %s", ks_dir, exc_info=True)
+            return cls(error=f"{ks_dir}: the Bombcell results could not be explained; Phy works as usual "
+                             "(details in phy.log at debug level; please report)")
 
     def status_line(self) -> str:
         if self.explanation is None:
@@ -103,7 +119,10 @@ class LiveReasons:
         notes = self.notes()
         more = f" ({len(notes)} note{'s' if len(notes) > 1 else ''}: see the why? dock)" if notes else ""
         live = f"; {len(self.live_spikes)} recomputed live" if self.live_spikes else ""
-        return f"phy-bcreason: Bombcell labels from {self.explanation.source}: {summary}{live}{more}"
+        flagged = int(self.explanation.flagged.sum())
+        flags = f"; {flagged} flagged (bc_flag): the rules give another label than Bombcell's" if flagged else ""
+        who = CLASSIFIER_NAMES[self.explanation.classifier]
+        return f"phy-bcreason: {who} Bombcell labels from {self.explanation.source}: {summary}{live}{flags}{more}"
 
     def notes(self) -> list[str]:
         """What the loader and the engine worked around (the CLI prints them as 'note: ...')."""
@@ -117,15 +136,18 @@ class LiveReasons:
         cluster ids that changed."""
         judged = np.asarray(judged, dtype=object)
         self._judged.update(zip(self.saved.cluster_ids[: len(judged)].tolist(), judged.tolist()))
-        rows = apply_judgement(self.saved, self._judged_labels())
+        before = self.saved.labels.copy()
+        self._judge()
         if not self.overrides:
             self._refresh_columns()
-        return [int(self.saved.cluster_ids[r]) for r in rows]
+        return [int(c) for c in self.saved.cluster_ids[before != self.saved.labels]]
 
-    def _judged_labels(self) -> np.ndarray:
-        """Bombcell's own labels aligned with ``saved``'s rows (the rule table's where not known)."""
-        return np.array([self._judged.get(c, label) for c, label in
-                         zip(self.saved.cluster_ids.tolist(), self.saved.labels.tolist())], dtype=object)
+    def _judge(self) -> None:
+        """Bombcell's installed classifier's labels where known, then the saved ones, judge ``saved``."""
+        ids = self.saved.cluster_ids.tolist()
+        judged = np.array([self._judged.get(c, label) for c, label in zip(ids, self.saved.rule_labels.tolist())],
+                          dtype=object) if self._judged else None
+        apply_judgement(self.saved, judged, self.results.saved_labels_for(ids))
 
     # -- clusters Bombcell never saw: their metrics are recomputed live --------------------------------------
 
@@ -134,8 +156,9 @@ class LiveReasons:
         return append_rows(self.results, self.live_metrics if live_metrics is None else live_metrics)
 
     def to_compute(self, cluster_ids) -> list[int]:
-        """Those of ``cluster_ids`` that have no row and are not being computed or known to fail."""
-        if self.results is None:
+        """Those of ``cluster_ids`` that have no row and are not being computed or known to fail. MATLAB
+        Bombcell's metrics come from MATLAB code (other names, other conventions): none are recomputed here."""
+        if self.results is None or self.results.classifier != PYTHON:
             return []
         return [int(c) for c in cluster_ids
                 if not self.has_row(c) and int(c) not in self.pending and int(c) not in self.failed]
@@ -149,12 +172,16 @@ class LiveReasons:
         update = LiveUpdate([int(c) for c in spikes], overrides=dict(overrides))
         try:
             table, update.info = self.start_process().table(spikes)
-        except Exception as exc:
-            message = str(exc) if isinstance(exc, LiveMetricsError) else f"{type(exc).__name__}: {exc}"
-            update.error = message.splitlines()[0]
+        except LiveMetricsError as exc:
+            update.error = str(exc).splitlines()[0]
+            return update
+        except Exception:
+            logger.debug("phy-bcreason: live metrics failed", exc_info=True)
+            update.error = "Bombcell's metric functions failed on it (details in phy.log at debug level)"
             return update
         try:
-            update.judged = dict(zip(update.cluster_ids, self.start_process().labels(table)))  # in the child
+            if self.results.classifier == PYTHON:  # Bombcell's classifier, in the child: never imported here
+                update.judged = dict(zip(update.cluster_ids, self.start_process().labels(table)))
         except Exception:
             pass  # the rule table's labels stand, as for Bombcell's own rows when the classifier cannot run
         # Jobs run one at a time on the worker: this table is the worker's, the GUI thread adopts a copy.
@@ -190,8 +217,7 @@ class LiveReasons:
                                     update.live_metrics["nSpikes"].tolist()))
         self._judged.update(update.judged)
         self.saved = update.saved
-        if self._judged:
-            apply_judgement(self.saved, self._judged_labels())
+        self._judge()
         if not self.overrides:
             self.explanation = self.saved
         elif self.overrides == update.overrides:
@@ -253,7 +279,7 @@ class LiveReasons:
         return label_changes(self.saved, self.explanation)[1] if self.overrides else []
 
     def save_overrides(self) -> Path:
-        return save_parameters(self.results.folder, self.results.params, self.overrides)
+        return save_parameters(self.results.folder, self.results.params, self.overrides, self.results.thresholds)
 
     def has_row(self, cluster_id: int) -> bool:
         return self.saved is not None and int(cluster_id) in self.saved.rows
@@ -271,6 +297,18 @@ class LiveReasons:
                     "bc_margin": math.nan, "bc_source": FROM_LIVE if computing else ""}
         return values
 
+    def agrees(self, cluster_id: int, group) -> float:
+        """bc_agrees: 1 where the user's Phy group agrees with Bombcell's label, 0 where not, NaN where the
+        cluster is not labelled good/mua/noise or has no Bombcell label."""
+        from .concordance import PHY_GROUPS, bombcell_groups
+
+        row = self.explanation.rows.get(int(cluster_id)) if self.explanation is not None else None
+        if row is None or group not in PHY_GROUPS or self.explanation.undetermined[row]:
+            return math.nan
+        if self._groups_of is not self.explanation:  # once per explanation (what-if edits make a new one)
+            self._groups, self._groups_of = bombcell_groups(self.explanation), self.explanation
+        return float(self._groups[row] == group) if self._groups[row] else math.nan
+
     def why_no_row(self, cluster_id: int) -> str:
         if self.explanation is None:
             return f"no Bombcell results: {self.error}"
@@ -282,6 +320,8 @@ class LiveReasons:
             return f"computing Bombcell's metrics from {self.pending[cluster_id]:,} spikes…"
         if cluster_id in self.failed:
             return f"no Bombcell row ({origin}); could not recompute live: {self.failed[cluster_id]}"
+        if parents and self.results is not None and self.results.classifier in NOT_RECOMPUTED:
+            return f"no Bombcell row: {origin}; {NOT_RECOMPUTED[self.results.classifier]}"
         if parents:
             return f"no Bombcell row: {origin}; Bombcell did not label it"
         return "no Bombcell row for this cluster id"

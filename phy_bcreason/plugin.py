@@ -16,12 +16,16 @@ from phy import IPlugin, connect, unconnect
 from qtpy.QtCore import QEvent, QObject, QTimer, Signal
 from qtpy.QtWidgets import QHeaderView, QToolTip
 
+from .api import classifier_labels
+from .concordance import PHY_GROUPS
 from .live import COLUMNS, REPLACED_METADATA, LiveReasons
 from .live_metrics import MATLAB_TSV_NAMES, NOT_METRICS, MetricsProcess
+from .rules import PYTHON
 from .why_view import BombcellWhyView
 
 logger = logging.getLogger("phy")
 VIEW_NAME = BombcellWhyView.__name__
+AGREES = "bc_agrees"  # 1 where your Phy group agrees with Bombcell's label, 0 where not
 # how much the live-metrics process yields the CPU to Phy (PHY_BCREASON_CHILD_NICE to change it)
 CHILD_NICE = int(os.environ.get("PHY_BCREASON_CHILD_NICE", "5"))
 REASON_CHARS = 70  # the reason column's width at most, in average characters; longer reasons are elided
@@ -262,12 +266,21 @@ class BombcellReasonPlugin(IPlugin):
         for name in COLUMNS:
             column = functools.partial(lambda name, cluster_id: live.column_values(cluster_id)[name], name)
             controller.cluster_metrics[name] = _never_raise(column)
+        def user_group(cluster_id):
+            """The cluster's Phy group (good/mua/noise/...), as Phy has it now."""
+            supervisor = getattr(controller, "supervisor", None)
+            if supervisor is not None:
+                return supervisor.cluster_meta.get("group", cluster_id)
+            return controller.model.metadata.get("group", {}).get(cluster_id)  # before Phy's supervisor exists
+
+        self._agrees = _never_raise(lambda cluster_id: live.agrees(cluster_id, user_group(cluster_id)))
+        controller.cluster_metrics[AGREES] = self._agrees
         # Bombcell's per-metric columns (cluster_<metric>.tsv): served by us, so that a cluster made in Phy
         # shows its live values (blank until computed, or where not recomputed) instead of a parent's.
         self.metric_columns = metric_columns = MetricColumns(live, controller.model.metadata)
         for name in metric_columns.names:
             controller.cluster_metrics[name] = _never_raise(functools.partial(metric_columns.value, name))
-        ours = (*COLUMNS, *metric_columns.names)
+        ours = (*COLUMNS, AGREES, *metric_columns.names)
 
         @connect(event="cluster_view_init")
         def on_cluster_view_init(view):
@@ -277,10 +290,13 @@ class BombcellReasonPlugin(IPlugin):
         def on_similarity_view_init(view):
             _install_sizing(view, ours)
 
+
         def create_view():
             view = BombcellWhyView(live)
             view.on_overrides = _never_raise(lambda overrides: self._set_overrides(overrides))
             view.on_list = _never_raise(lambda cluster_ids: self._list(cluster_ids))
+            view.concordance.get_groups = lambda: {c: g for c in controller.supervisor.clustering.cluster_ids.tolist()
+                                                   if (g := user_group(c)) in PHY_GROUPS}
             supervisor = getattr(controller, "supervisor", None)
             if supervisor is not None:
                 view.show_clusters(supervisor.selected_clusters)
@@ -301,8 +317,8 @@ class BombcellReasonPlugin(IPlugin):
             def refresh(cluster_ids):
                 """New values for these clusters: patch both cluster tables, redraw every dock."""
                 alive = set(supervisor.clustering.cluster_ids.tolist())
-                rows = [{"id": c, **live.column_values(c), **metric_columns.row(c)} for c in cluster_ids
-                        if c in alive]
+                rows = [{"id": c, **live.column_values(c), AGREES: self._agrees(c), **metric_columns.row(c)}
+                        for c in cluster_ids if c in alive]
                 update_rows(supervisor.cluster_view, rows)
                 update_rows(supervisor.similarity_view, rows)
                 for view in gui.list_views(VIEW_NAME):
@@ -345,6 +361,8 @@ class BombcellReasonPlugin(IPlugin):
                     live.record_clustering(up.descendants)
                     compute_live(up.added)
                     refresh(up.added)
+                if up.description == "metadata_group":  # the user labelled clusters: agreement follows
+                    refresh(up.metadata_changed)
 
             def set_overrides(overrides):
                 """A what-if edit from a dock: re-explain every cluster, update columns, docks, status bar."""
@@ -363,8 +381,9 @@ class BombcellReasonPlugin(IPlugin):
             self._set_overrides, self._list = set_overrides, list_clusters
 
             if live.results is not None:
-                # the process computing live metrics takes seconds to start: start it now, not at the first merge
-                worker.submit(lambda: _start_process(live).wait_ready(), lambda ready: None)
+                if live.results.classifier == PYTHON:
+                    # the process computing live metrics takes seconds to start: now, not at the first merge
+                    worker.submit(lambda: _start_process(live).wait_ready(), lambda ready: None)
                 worker.submit(lambda: _judge(live), lambda judged: judged is not None and not closed and
                               _apply_judgement(live, judged, gui, refresh))
             refresh(compute_live(supervisor.clustering.cluster_ids, on_open=True))  # curated in an earlier session
@@ -443,13 +462,18 @@ def _start_process(live: LiveReasons) -> MetricsProcess:
 
 
 def _judge(live: LiveReasons):
-    """Off the GUI thread, in the child process (Bombcell's imports stay out of Phy's): Bombcell's own labels
-    for the same results."""
+    """Off the GUI thread: the labels of the classifier that labelled the run, on the same results, where it
+    runs here (not MATLAB's) and every threshold is known. Python Bombcell's runs in the child process, so that
+    Bombcell's imports (about 160 MB) stay out of Phy's; SpikeInterface's runs here."""
+    if live.saved.missing_thresholds:
+        return None
     try:
-        return _start_process(live).labels(live.results.metrics)
-    except Exception as exc:
-        logger.warning("phy-bcreason: Bombcell's own classifier could not run (%s); labels are the rule "
-                       "table's", exc)
+        if live.results.classifier == PYTHON:
+            return _start_process(live).labels(live.results.metrics)
+        return classifier_labels(live.results, live.results.params, quiet=False)
+    except Exception:
+        logger.debug("phy-bcreason: Bombcell's own classifier could not run; labels are the rule table's",
+                     exc_info=True)
         return None
 
 

@@ -25,10 +25,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .engine import STATUS_NAMES, STATUS_TEXT
+from .engine import RUN_SPELLING, STATUS_NAMES, STATUS_TEXT
 from .live import LiveReasons
-from .rules import BLOCK_TITLES, BLOCKS, GROUP_PHRASES, SWITCHES
-from .whatif import WhatIfError, parse_value, population
+from .rules import BLOCK_TITLES, BLOCKS, GROUP_PHRASES, SPIKEINTERFACE, SWITCHES, switches_for
+from .whatif import WhatIfError, editable, parse_value, population
 
 HEADERS = ("metric", "value", "test", "threshold", "margin", "status", "parameter")
 STATUS_COLUMN = HEADERS.index("status")
@@ -40,6 +40,7 @@ STATUS_COLOURS = {  # foreground, background
     "exempt": ("#7fb2ff", None),
     "inactive": ("#8c8c8c", None),
     "missing": ("#c8a0ff", None),
+    "threshold_missing": ("#ffffff", "#5a3d8a"),
 }
 LABEL_COLOURS = {"GOOD": "#2ca02c", "MUA": "#ff7f0e", "NOISE": "#d62728", "NON-SOMA": "#9467bd",
                  "NON-SOMA GOOD": "#9467bd", "NON-SOMA MUA": "#9467bd"}
@@ -74,6 +75,7 @@ class DockContent:
     label: str | None = None
     lines: list[Line] = field(default_factory=list)
     source: str = ""  # for clusters recomputed live: what was computed and what was not
+    flag: str = ""    # the label shown is a judge's, not the rules'
 
 
 def _rule_line(c: dict, depth: int) -> Line:
@@ -81,8 +83,11 @@ def _rule_line(c: dict, depth: int) -> Line:
     if c["note"]:
         status_text = f"{status_text}: {c['note']}"
     test, threshold = ("is NaN", "") if c["op"] == "isnan" else (c["op"], _fmt(c["threshold"]))
+    if c["status"] == "threshold_missing":
+        threshold = "missing"
     margin = "" if c["margin"] is None else f"{c['margin']:+.3g}"
-    cells = (c["metric"], _fmt(c["value"]), test, threshold, margin, status_text, c["param"] or "")
+    metric = f"|{c['metric']}|" if c["abs"] else c["metric"]
+    cells = (metric, _fmt(c["value"]), test, threshold, margin, status_text, c["param"] or "")
     return Line(depth, cells, c["status"], param=c["param"])
 
 
@@ -104,8 +109,14 @@ def dock_content(live: LiveReasons, cluster_id: int) -> DockContent:
     row = live.row(cluster_id)
     label = str(explanation.labels[row])
     source = live.source_line(cluster_id)
-    title = f"cluster {cluster_id}: {label or '(empty)'}" + (" (recomputed live)" if source else "")
-    content = DockContent(title, str(explanation.reasons[row]), label, source=source or "")
+    run_label = RUN_SPELLING.get(label) if explanation.classifier == SPIKEINTERFACE else None
+    title = (f"cluster {cluster_id}: {label or '(empty)'}" + (f" ({run_label})" if run_label else "")
+             + (" (recomputed live)" if source else ""))
+    flag = ""
+    if explanation.flagged[row]:
+        flag = (f"Flagged: Bombcell gave {label or '(empty)'}, the {explanation.classifier} rules below give "
+                f"{explanation.rule_labels[row] or '(empty)'}.")
+    content = DockContent(title, str(explanation.reasons[row]), label, source=source or "", flag=flag)
     comparisons = explanation.comparisons(cluster_id)
     if source:
         for c in comparisons:
@@ -138,7 +149,7 @@ def dock_content(live: LiveReasons, cluster_id: int) -> DockContent:
 
 def content_text(content: DockContent) -> str:
     """Plain text of the dock, for the clipboard."""
-    out = [content.title, content.reason] + ([content.source] if content.source else [])
+    out = [content.title, content.reason] + [line for line in (content.flag, content.source) if line]
 
     def walk(lines):
         for line in lines:
@@ -170,6 +181,12 @@ class BombcellWhyView(QWidget):
         self.source.setWordWrap(True)
         self.source.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.source.setStyleSheet("color: #7fd7e8;")
+        self.flag = QLabel()  # the label shown is Bombcell's saved one, not the rules'
+        self.flag.setWordWrap(True)
+        self.flag.setStyleSheet("background-color: #a35a00; color: #ffffff; padding: 3px;")
+        self.classifier = QLabel(live.explanation.classified_by if live.explanation is not None else "")
+        self.classifier.setWordWrap(True)
+        self.classifier.setStyleSheet("color: #9a9a9a;")
         self.chooser = QComboBox()
         self.chooser.currentIndexChanged.connect(self._show_chosen)
         copy = QPushButton("Copy")
@@ -186,7 +203,8 @@ class BombcellWhyView(QWidget):
         self.on_list = None
         self.switches = {}
         switches = QGridLayout()
-        for i, name in enumerate(SWITCHES):
+        for i, name in enumerate(switches_for(live.results.classifier, live.results.rules) if live.results
+                                 else SWITCHES):
             box = QCheckBox(name)
             box.setToolTip(f"What-if: turn Bombcell's {name} on or off")
             box.toggled.connect(lambda checked, name=name: self._edit(name, checked))
@@ -222,16 +240,20 @@ class BombcellWhyView(QWidget):
         self.tabs.addTab(self.tree, "Selected cluster")
         self.population = PopulationPanel(self)
         self.tabs.addTab(self.population, "Population")
-        self.tabs.currentChanged.connect(lambda index: index == 1 and self.population.refresh())
+        self.concordance = ConcordancePanel(self)
+        self.tabs.addTab(self.concordance, "Your labels")
+        self.tabs.currentChanged.connect(lambda index: self._refresh_tab())
         self.notes = QLabel("\n".join(f"note: {note}" for note in live.notes()))
         self.notes.setWordWrap(True)
         self.notes.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.notes.setStyleSheet("color: #c8a0ff;")
         self.notes.setVisible(bool(live.notes()))
         layout.addLayout(top)
+        layout.addWidget(self.classifier)
         layout.addWidget(self.banner)
         layout.addWidget(self.notes)
         layout.addWidget(self.reason)
+        layout.addWidget(self.flag)
         layout.addWidget(self.source)
         layout.addWidget(self.tabs, 1)
         layout.addLayout(switches)
@@ -258,7 +280,7 @@ class BombcellWhyView(QWidget):
         if self.live.results is None or self._filling:
             return
         try:
-            value = parse_value(name, value)
+            value = parse_value(name, value, editable(self.live.results))
         except WhatIfError as exc:
             self.whatif.setText(str(exc))
             self.banner.setVisible(True)
@@ -286,8 +308,14 @@ class BombcellWhyView(QWidget):
     def refresh(self) -> None:
         """Redraw after the explanation changed (what-if edits, reset)."""
         self._show(self.shown_id)
-        if self.tabs.currentIndex() == 1:
+        self._refresh_tab()
+
+    def _refresh_tab(self) -> None:
+        """The Population and concordance tabs are computed only while shown."""
+        if self.tabs.currentWidget() is self.population:
             self.population.refresh()
+        elif self.tabs.currentWidget() is self.concordance:
+            self.concordance.refresh()
 
     def _show(self, cluster_id: int | None) -> None:
         self.shown_id = cluster_id
@@ -304,6 +332,8 @@ class BombcellWhyView(QWidget):
         self.reason.setText(self.content.reason)
         self.source.setText(self.content.source)
         self.source.setVisible(bool(self.content.source))
+        self.flag.setText(self.content.flag)
+        self.flag.setVisible(bool(self.content.flag))
         notes = self.live.notes()
         self.notes.setText("\n".join(f"note: {note}" for note in notes))
         self.notes.setVisible(bool(notes))
@@ -453,3 +483,101 @@ class PopulationPanel(QWidget):
     def _clicked(self, event) -> None:
         if event.inaxes is self.axes and event.xdata is not None:
             self._edit(f"{event.xdata:.6g}")
+
+
+AGREEMENT_NOTE = ("A Bombcell label agrees with the Phy group it names; a non-somatic unit with good or mua by its MUA "
+                  "tests (as Bombcell's split labels say). Suggestions are checked by the same rules; double-click "
+                  "one to try it as a what-if.")
+
+
+class ConcordancePanel(QWidget):
+    """Your Phy labels against Bombcell's: counts, the rules behind each disagreement, and thresholds that would
+    agree better (double-click to apply as a what-if)."""
+
+    def __init__(self, why: BombcellWhyView):
+        super().__init__()
+        self.why = why
+        self.get_groups = self._groups_on_disk  # the plugin replaces it with Phy's live groups
+        self.result = None
+        self.suggestions: list = []
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        note = QLabel(AGREEMENT_NOTE)
+        note.setWordWrap(True)
+        note.setStyleSheet("color: #9a9a9a;")
+        self.counts = QTableWidget(3, 3)
+        self.disagreements = QTableWidget(0, 4)
+        self.disagreements.setHorizontalHeaderLabels(["cluster", "you", "Bombcell", "rules"])
+        self.suggested = QTableWidget(0, 3)
+        self.suggested.setHorizontalHeaderLabels(["threshold", "agree", "flips (all units)"])
+        self.suggested.cellDoubleClicked.connect(lambda row, column: self.apply(row))
+        together = QPushButton("Suggest together (with a held-out estimate)")
+        together.clicked.connect(self.suggest_together)
+        for table in (self.counts, self.disagreements, self.suggested):
+            table.setEditTriggers(QTableWidget.NoEditTriggers)
+            table.horizontalHeader().setStretchLastSection(True)
+        layout = QVBoxLayout(self)
+        for widget in (self.summary, note, self.counts, self.disagreements, self.suggested, together):
+            layout.addWidget(widget)
+
+    def _groups_on_disk(self) -> dict[int, str]:
+        from .concordance import read_groups
+
+        path = self.why.live.ks_dir / "cluster_group.tsv" if self.why.live.ks_dir else None
+        return read_groups(path) if path is not None and path.is_file() else {}
+
+    def refresh(self) -> None:
+        from .concordance import PHY_GROUPS, concordance, suggest
+
+        live = self.why.live
+        groups = self.get_groups() if live.explanation is not None else {}
+        if not groups:
+            self.summary.setText("Label clusters good, mua or noise in Phy to compare them with Bombcell's labels.")
+            return
+        self.result = result = concordance(live.explanation, groups)
+        self.summary.setText(f"<b>{result.agree} of {len(result.user)}</b> labelled clusters agree with Bombcell")
+        self.counts.setHorizontalHeaderLabels([f"you: {g}" for g in PHY_GROUPS])
+        self.counts.setVerticalHeaderLabels([f"Bombcell: {g}" for g in PHY_GROUPS])
+        for i, ours in enumerate(PHY_GROUPS):
+            for k, theirs in enumerate(PHY_GROUPS):
+                self.counts.setItem(i, k, QTableWidgetItem(str(int(result.table.loc[ours, theirs]))))
+        self.disagreements.setRowCount(len(result.disagreements))
+        for i, d in enumerate(result.disagreements):
+            cells = (str(d["cluster_id"]), d["user"], d["label"], ", ".join(d["rules"]))
+            for k, cell in enumerate(cells):
+                item = QTableWidgetItem(cell)
+                item.setToolTip(cell)
+                self.disagreements.setItem(i, k, item)
+        self.disagreements.resizeColumnsToContents()
+        self.suggestions = [(s.param, s.suggested, f"{s.param} {s.current:.4g} -> {s.suggested:.4g}",
+                             f"{s.agree_before} -> {s.agree_after}", s.flips)
+                            for s in suggest(live.explanation, groups)]
+        self._fill_suggestions()
+
+    def _fill_suggestions(self) -> None:
+        self.suggested.setRowCount(len(self.suggestions))
+        for i, (_, _, name, agree, flips) in enumerate(self.suggestions):
+            moves = ", ".join(f"{n} {move}" for move, n in flips.items())
+            for k, cell in enumerate((name, agree, moves)):
+                self.suggested.setItem(i, k, QTableWidgetItem(cell))
+        self.suggested.resizeColumnsToContents()
+
+    def suggest_together(self) -> None:
+        from .concordance import suggest_jointly
+
+        live = self.why.live
+        groups = self.get_groups()
+        if live.results is None or not groups:
+            return
+        joint = suggest_jointly(live.results, groups)
+        name = ", ".join(f"{k} -> {v:.4g}" for k, v in joint.overrides.items()) or "no change agrees better"
+        agree = (f"{joint.agree_before} -> {joint.agree_after} (held out: {joint.held_out_before:.0%} -> "
+                 f"{joint.held_out_after:.0%})")
+        self.suggestions.insert(0, (dict(joint.overrides), None, name, agree, joint.flips))
+        self._fill_suggestions()
+
+    def apply(self, row: int) -> None:
+        """A suggestion as a what-if (the dock's banner, List, Reset and Save… follow)."""
+        param, value = self.suggestions[row][:2]
+        edits = param if isinstance(param, dict) else {param: value}
+        self.why.on_overrides({**self.why.live.overrides, **edits})

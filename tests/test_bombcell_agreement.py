@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from phy_bcreason import explain_folder
+from phy_bcreason.api import SAVED_JUDGE
 from phy_bcreason.bombcell_io import METRICS_FILE, PARAMS_FILE
 
 with contextlib.redirect_stdout(io.StringIO()):
@@ -37,15 +38,26 @@ def bombcell_judgement(folder):
 
 
 def assert_agrees(ks_dir, folder, saved_labels=True):
+    """The rule table's labels are Bombcell's classifier's; the labels shown are the ones the run saved, and
+    where those differ (``saved_labels=False``: the tables were edited after the run) the unit is flagged."""
     explanation = explain_folder(ks_dir, folder)
     metrics, judged = bombcell_judgement(folder)
-    assert list(explanation.labels) == list(judged)
+    saved = list(metrics["bc_unitType"].fillna(""))
+    assert list(explanation.rule_labels) == list(judged)
+    assert list(explanation.labels) == saved
+    assert list(explanation.flagged) == [ours != theirs for ours, theirs in zip(judged, saved)]
     if saved_labels:
-        assert list(explanation.labels) == list(metrics["bc_unitType"].fillna(""))
-    assert explanation.mismatches is not None and explanation.mismatches.empty  # the cross-check ran
+        assert not explanation.flagged.any()
+    assert explanation.mismatches is not None  # the judges ran
+    assert set(explanation.mismatches["judge"]) <= {SAVED_JUDGE}  # never Bombcell's classifier
     assert list(explanation.cluster_ids) == list(metrics["phy_clusterID"])
+    assert explanation.classifier == "python" and "Python Bombcell" in explanation.classified_by
     for cluster_id in explanation.cluster_ids:
         unit = explanation.unit(int(cluster_id))
+        assert unit["classifier"] == "python"
+        if unit["flagged"]:
+            assert unit["label"] in unit["reason"] and f"rules give {unit['rules_label']}" in unit["reason"]
+            continue
         assert {c["block"] for c in unit["decisive"]} == DECIDING_BLOCKS[unit["label"]], unit
         for c in unit["decisive"] + unit["also_failed"]:
             value, threshold = c["value"], c["threshold"]
@@ -100,8 +112,9 @@ def test_old_parameter_set_is_back_filled_like_bombcell(ks_dataset, tmp_path):
     dropped = [k for k in _BACKCOMPAT_DEFAULTS if k in params.columns and k != "computeSpatialDecay"]
     params.drop(columns=dropped).to_parquet(folder / PARAMS_FILE)
     explanation = assert_agrees(ks_dataset, folder, saved_labels=False)
+    assert explanation.flagged.any()  # the back-filled linear-fit rule gives other labels than the run saved
     assert set(dropped) <= set(explanation.filled_params)
-    filled_note = next(n for n in explanation.notes if "filled in by Bombcell's own back-fill" in n)
+    filled_note = next(n for n in explanation.notes if "filled in by the classifier's own back-fill" in n)
     assert all(name in filled_note for name in dropped)
     # Bombcell's back-fill turns spDecayLinFit on, so the linear-fit rule is the one applied.
     assert 7 not in explanation.inactive and explanation.rules[7].param == "minSpatialDecaySlope"
@@ -126,10 +139,10 @@ def test_a_disagreement_with_bombcell_is_reported_and_bombcells_label_wins(ks_da
     judged[0] = "MUA"  # pretend Bombcell's classifier said otherwise for cluster 0
     rows = apply_judgement(explanation, judged)
     assert list(rows) == [0]
-    assert explanation.labels[0] == "MUA"
+    assert explanation.labels[0] == "MUA" and explanation.flagged[0] and explanation.flagged.sum() == 1
     assert "Bombcell's classifier says 'MUA'" in explanation.reasons[0] and "'GOOD'" in explanation.reasons[0]
     assert explanation.mismatches.to_dict("records") == [
-        {"cluster_id": 0, "bombcell_label": "MUA", "rule_table_label": "GOOD"}]
+        {"cluster_id": 0, "judge": "Bombcell's classifier", "judge_label": "MUA", "rule_table_label": "GOOD"}]
     assert any("disagrees" in note for note in explanation.notes)
 
 

@@ -31,7 +31,8 @@ def test_explain_json_is_the_only_stdout_and_matches_bombcell(ks_dataset, explai
     assert [u["label"] for u in units] == list(saved)
     keys = {"block", "metric", "op", "param", "value", "threshold", "margin"}
     for unit in units:
-        assert set(unit) == {"cluster_id", "label", "reason", "decisive", "also_failed"}
+        assert set(unit) == {"cluster_id", "label", "reason", "classifier", "rules_label", "flagged", "decisive",
+                             "also_failed", "threshold_missing"}
         for failure in unit["decisive"] + unit["also_failed"]:
             assert keys <= set(failure) and failure["block"] in {"noise", "nonsomatic", "mua"}
     by_id = {u["cluster_id"]: u for u in units}
@@ -90,8 +91,11 @@ def test_errors_exit_2_with_one_line_naming_the_file(ks_dataset_copy, tmp_path, 
     elif case == "corrupt_metrics":
         path = ks_dataset_copy / "bombcell" / METRICS_FILE
         path.write_bytes(path.read_bytes()[:200])
-    elif case == "no_params":
+    elif case == "no_params":  # and no saved labels (with them the folder opens: test_every_folder.py)
         (ks_dataset_copy / "bombcell" / PARAMS_FILE).unlink()
+        (ks_dataset_copy / "cluster_bc_unitType.tsv").unlink()
+        path = ks_dataset_copy / "bombcell" / METRICS_FILE
+        pd.read_parquet(path).drop(columns=["bc_unitType"]).to_parquet(path)
     elif case == "unknown_cluster":
         args += ["--cluster", "999"]
     result = run_cli(*args)

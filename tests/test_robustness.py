@@ -99,6 +99,12 @@ def expect_usable(ks: Path, *note_fragments: str) -> tuple[list[dict], LiveReaso
     return units, live
 
 
+def drop_saved_labels(ks: Path) -> None:
+    """No label saved by Bombcell: none in the metrics table, no cluster_bc_unitType.tsv."""
+    edit_metrics(ks, lambda m: m.drop(columns=["bc_unitType"]))
+    (ks / "cluster_bc_unitType.tsv").unlink()
+
+
 def bombcell_labels(ks: Path) -> np.ndarray:
     """Bombcell's own classifier on the folder's (edited) tables."""
     metrics = pd.read_parquet(metrics_path(ks))
@@ -286,9 +292,10 @@ def test_foreign_bytes_in_parameter_parquet_is_an_error(ks_dataset_copy):
     expect_error(ks_dataset_copy, PARAMS_FILE, "cannot read as parquet")
 
 
-def test_missing_parameter_file_is_an_error(ks_dataset_copy):
+def test_missing_parameter_file_without_saved_labels_is_an_error(ks_dataset_copy):
     params_path(ks_dataset_copy).unlink()
-    expect_error(ks_dataset_copy, PARAMS_FILE, "file not found")
+    drop_saved_labels(ks_dataset_copy)
+    expect_error(ks_dataset_copy, PARAMS_FILE, "file not found", "no labels saved by Bombcell")
 
 
 def test_unreadable_spike_clusters_is_a_note(ks_dataset_copy):
@@ -315,12 +322,17 @@ def test_nan_and_inf_metrics_give_bombcells_labels(ks_dataset_copy):
             m.loc[row, column] = value
         return m
 
+    saved = list(pd.read_parquet(metrics_path(ks))["bc_unitType"].fillna(""))
     edit_metrics(ks, change)
     expected = bombcell_labels(ks)
     units, live = expect_usable(ks)
-    assert [u["label"] for u in units] == list(expected)
-    assert list(live.explanation.labels) == list(expected)
-    assert not any("disagrees" in note for note in live.explanation.notes)
+    # The rules give Bombcell's labels for the edited table; the labels shown are the ones Bombcell saved, and
+    # the units where the two differ are flagged.
+    assert [u["rules_label"] for u in units] == list(live.explanation.rule_labels) == list(expected)
+    assert [u["label"] for u in units] == list(live.explanation.labels) == saved
+    assert [u["flagged"] for u in units] == [ours != theirs for ours, theirs in zip(expected, saved)]
+    assert sum(u["flagged"] for u in units) >= 3
+    assert not any("Bombcell's classifier disagrees" in note for note in live.explanation.notes)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -334,5 +346,6 @@ def test_paths_with_spaces_and_non_ascii_characters(ks_dataset_copy, tmp_path):
     assert [u["label"] for u in units] == list(pd.read_parquet(metrics_path(ks))["bc_unitType"])
     assert str(ks) in live.status_line()
     params_path(ks).unlink()
+    drop_saved_labels(ks)
     line = expect_error(ks, PARAMS_FILE)
     assert str(ks) in line

@@ -33,7 +33,7 @@ from phy_bcreason.live import FROM_LIVE, FROM_RUN, NO_ROW_LABEL
 from phy_bcreason.why_view import STATUS_COLUMN
 from tests import dataset_builder as dsb
 from tests.test_plugin_gui import dock, rows, select, wait_for_plugin
-from tests.test_robustness import edit_metrics, params_path, snapshot
+from tests.test_robustness import drop_saved_labels, edit_metrics, params_path, snapshot
 
 PHY_OWN = (".phy", "phy.log")  # what Phy itself writes into the folder it opens
 
@@ -93,7 +93,9 @@ def another_sorting(ks: Path) -> None:
 
 
 def missing_parameter_file(ks: Path) -> None:
+    """No parameter file and no saved labels (with saved labels the folder opens: test_every_folder.py)."""
     params_path(ks).unlink()
+    drop_saved_labels(ks)
 
 
 def snake_case_parameters(ks: Path) -> None:
@@ -174,9 +176,7 @@ ERROR_CASES = {
 USABLE_CASES = {
     "missing-metric-columns": UsableCase(
         missing_metric_columns, ("no column for metric(s) mainPeakToTroughRatio, RPV_status",),
-        missing_metrics=("mainPeakToTroughRatio",),
-        # Bombcell's classifier needs the dropped column: the plugin's warning reaches the status bar.
-        status="phy-bcreason: Bombcell's own classifier could not run ('mainPeakToTroughRatio')"),
+        missing_metrics=("mainPeakToTroughRatio",)),
     "extra-and-missing-rows": UsableCase(
         extra_and_missing_rows, ("2 result rows have cluster ids not in spike_clusters.npy (40, 41)",
                                  "1 cluster in spike_clusters.npy has no Bombcell row (12)"), live=[12]),
@@ -264,12 +264,12 @@ def test_usable_cases_in_phy(name, ks_dataset_copy, open_phy):
     # The status bar: the plugin's label summary pointing to the notes, or, where Bombcell's own classifier
     # cannot run on the table, the plugin's warning about that; the dock lists every note.
     status = gui.status_message
-    notes = [n for n in expected.notes if "classifier could not run" not in n]
+    notes = [n for n in expected.notes if "classifier could not check" not in n]
     assert all(any(fragment in n for n in notes) for fragment in case.notes)
     if case.status is None:
         counts = pd.Series(expected.labels).replace("", "(empty)").value_counts()  # row 42 has no spikes
         summary = ", ".join(f"{n} {label}" for label, n in counts.items())
-        assert status.startswith(f"phy-bcreason: Bombcell labels from {expected.source}: {summary}")
+        assert status.startswith(f"phy-bcreason: Python Bombcell labels from {expected.source}: {summary}")
         assert ("see the why? dock" in status) == bool(notes)
     else:
         assert status.startswith(case.status), status
@@ -324,7 +324,7 @@ def test_path_with_spaces_and_non_ascii_characters_in_phy(ks_dataset, tmp_path, 
     for cluster_id, row in shown.items():
         assert row["bc_label"] == table.loc[cluster_id, "label"]
         assert row["bc_classificationReason"] == table.loc[cluster_id, "reason"]
-    assert gui.status_message.startswith(f"phy-bcreason: Bombcell labels from {expected.source}: ")
+    assert gui.status_message.startswith(f"phy-bcreason: Python Bombcell labels from {expected.source}: ")
     assert "données ks 1" in gui.status_message
     mua = int(table.index[table["label"] == "MUA"][0])
     select(controller, [mua])
