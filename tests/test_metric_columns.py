@@ -127,3 +127,24 @@ def test_columns_are_sized_without_measuring_every_cell(ks_dataset_copy, open_ph
         assert table_view.columnWidth(index) >= widest, name
     # rows have the height Qt gives a row of this table
     assert table_view.rowHeight(0) == table_view.sizeHintForRow(0)
+
+
+def test_a_reason_too_long_for_its_column_is_elided_and_in_the_tooltip(ks_dataset_copy, open_phy):
+    from qtpy.QtCore import QEvent
+    from qtpy.QtGui import QHelpEvent
+    from qtpy.QtWidgets import QToolTip
+
+    from phy_bcreason.plugin import update_rows
+
+    controller, gui = open_phy(ks_dataset_copy)
+    view = controller.supervisor.cluster_view
+    table_view, column = view.table_view, view.columns.index("bc_classificationReason")
+    reason = "MUA: " + ", ".join(["fractionRPVs_estimatedTauR>maxRPVviolations"] * 4)
+    cluster_id = view.get_ids()[0]
+    width = table_view.columnWidth(column)
+    update_rows(view, [{"id": cluster_id, "bc_classificationReason": reason}])
+    assert table_view.columnWidth(column) == width  # capped: the text is elided, the column keeps its width
+    rect = table_view.visualRect(view._proxy_index_for_id(cluster_id, column))
+    event = QHelpEvent(QEvent.ToolTip, rect.center(), table_view.viewport().mapToGlobal(rect.center()))
+    assert view._bcreason_sizing.eventFilter(table_view.viewport(), event)
+    assert QToolTip.text() == reason
