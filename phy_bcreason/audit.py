@@ -35,7 +35,7 @@ from .bombcell_io import (
     load_results,
 )
 from .engine import DECISIVE, EMPTY_LABEL, Explanation
-from .rules import CLASSIFIER_TITLES, MATLAB, MUA, NOISE, NONSOMATIC, PYTHON, SPIKEINTERFACE
+from .rules import CLASSIFIER_TITLES, MUA, NOISE, NONSOMATIC, PYTHON
 
 NEAR = 0.1  # "near a threshold": the comparison nearest to changing the label is within 10% of its threshold
 KILOSORT_FILES = ("params.py", "spike_clusters.npy", "spike_templates.npy")
@@ -475,6 +475,8 @@ def _ids(ids) -> str:
 def _show(value) -> str:
     if value is None:
         return "(unset)"
+    if isinstance(value, bool):
+        return "on" if value else "off"
     if isinstance(value, float):
         return f"{value:g}"
     return str(value)
@@ -602,62 +604,67 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> Comparison:
 
 # -- methods paragraph ----------------------------------------------------------------------------------------
 
-# Units of Bombcell's thresholds (Bombcell's documentation and where each metric is computed).
+# Units of Bombcell's thresholds where they have one (ratios, fractions and counts of their own kind have none).
 THRESHOLD_UNITS = {
     "maxNPeaks": "peaks", "maxNTroughs": "troughs", "minWvDuration": "µs", "maxWvDuration": "µs",
-    "maxWvBaselineFraction": "of the peak amplitude", "maxScndPeakToTroughRatio_noise": "(ratio)",
-    "minSpatialDecaySlope": "a.u./µm", "minSpatialDecaySlopeExp": "1/µm", "maxSpatialDecaySlopeExp": "1/µm",
-    "minTroughToPeak2Ratio_nonSomatic": "(ratio)", "minWidthFirstPeak_nonSomatic": "samples",
-    "minWidthMainTrough_nonSomatic": "samples", "maxPeak1ToPeak2Ratio_nonSomatic": "(ratio)",
-    "maxMainPeakToTroughRatio_nonSomatic": "(ratio)", "maxPercSpikesMissing": "%", "minNumSpikes": "spikes",
-    "maxRPVviolations": "(fraction of spikes)", "minPresenceRatio": "(fraction of time bins)",
-    "minAmplitude": "µV", "minSNR": "(ratio)", "maxDrift": "µm", "isoDmin": "(isolation distance)",
-    "lratioMax": "(L-ratio)",
+    "minSpatialDecaySlopeExp": "1/µm", "maxSpatialDecaySlopeExp": "1/µm",
+    "minWidthFirstPeak_nonSomatic": "samples", "minWidthMainTrough_nonSomatic": "samples",
+    "maxPercSpikesMissing": "%", "minNumSpikes": "spikes", "minAmplitude": "µV", "maxDrift": "µm",
 }
-BLOCK_WORDS = {NOISE: "noise", NONSOMATIC: "non-somatic", MUA: "multi-unit activity (MUA)"}
+LEADS = {NOISE: "A unit was labelled noise when", NONSOMATIC: "A unit was labelled non-somatic when",
+         MUA: "A unit that was not noise was labelled MUA when"}
 
 
-def _value(value) -> str:
-    value = _plain(value)
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
+def _condition(e: Explanation, j: int) -> str:
+    rule = e.rules[j]
+    metric = f"|{rule.metric}|" if rule.absolute else rule.metric
+    if rule.op == "isnan":
+        return f"{metric} could not be computed (NaN)"
+    unit = THRESHOLD_UNITS.get(rule.param, "")
+    value = f"{e.thresholds[j]:g}" if np.isfinite(e.thresholds[j]) else "(unset)"
+    return f"{metric} was {'above' if rule.op == '>' else 'below'} {value}{' ' + unit if unit else ''} ({rule.param})"
+
+
+def _block_conditions(e: Explanation, block: str) -> list[str]:
+    """The active comparisons of one block in words; a group (all of it must hold) as one condition, its
+    members sharing an ``any_of`` tag as alternatives."""
+    parts, groups = [], {}
+    for j, rule in enumerate(e.rules):
+        if rule.block != block or j in e.inactive:
+            continue
+        if rule.group:
+            groups.setdefault(rule.group, {}).setdefault(rule.any_of or j, []).append(_condition(e, j))
+            if len(groups[rule.group]) == 1 and len(groups[rule.group][rule.any_of or j]) == 1:
+                parts.append(("group", rule.group))
+        else:
+            parts.append(_condition(e, j))
+    out = []
+    for part in parts:
+        if isinstance(part, tuple):
+            conditions = [" or ".join(alternatives) for alternatives in groups[part[1]].values()]
+            out.append(f"all of ({'; '.join(conditions)})" if len(conditions) > 1 else conditions[0])
+        else:
+            out.append(part)
+    return out
 
 
 def methods_paragraph(explanation: Explanation) -> str:
-    """A methods paragraph: the classifier and its version, every active threshold with its value and unit,
-    the switches, and how many units each label got."""
+    """A methods paragraph: the classifier and how it was recognised (and the Bombcell installed here), every
+    active threshold with its value and unit, the switches, and how many units each label got."""
     from .rules import switches_for
 
     e = explanation
     version = installed_bombcell_version()
-    who = {PYTHON: f"Python Bombcell{f' (version {version} installed here)' if version else ''}",
-           MATLAB: "MATLAB Bombcell", SPIKEINTERFACE: "Bombcell through SpikeInterface (bombcell_label_units)"}
-    n = len(e.labels)
-    sentences = [f"Units were classified with {who[e.classifier]} ({CLASSIFIER_TITLES[e.classifier]}); "
-                 f"phy-bcreason recognised the classifier from the results ({e.classified_by.partition(', ')[2]})."]
+    title = CLASSIFIER_TITLES[e.classifier]
+    evidence = e.classified_by.removeprefix(title).lstrip(", ") or "recognised from the results"
+    installed = f"; Bombcell {version} was installed when phy-bcreason read them" \
+        if version and e.classifier == PYTHON else ""
+    sentences = [f"Units were classified by {title} ({evidence}{installed})."]
     for block in (NOISE, NONSOMATIC, MUA):
-        parts = []
-        for j, rule in enumerate(e.rules):
-            if rule.block != block or j in e.inactive:
-                continue
-            if rule.op == "isnan":
-                parts.append(f"{rule.metric} could not be computed")
-                continue
-            unit = THRESHOLD_UNITS.get(rule.param, "")
-            side = "above" if rule.op == ">" else "below"
-            value = "unset" if not np.isfinite(e.thresholds[j]) else f"{e.thresholds[j]:g}"
-            metric = f"|{rule.metric}|" if rule.absolute else rule.metric
-            parts.append(f"{metric} {side} {value}{' ' + unit if unit else ''} ({rule.param})")
-        if not parts:
-            continue
-        joiner = " or " if block != NONSOMATIC else "; or "
-        lead = {NOISE: "A unit was labelled noise when", NONSOMATIC: "A unit was labelled non-somatic when",
-                MUA: "A unit that was not noise was labelled MUA when"}[block]
-        sentence = f"{lead} {joiner.join(parts)}"
-        if block == NONSOMATIC and any(r.group for r in e.rules if r.block == NONSOMATIC):
-            sentence += " (the grouped waveform-shape comparisons count only when all of them hold)"
-        sentences.append(sentence + ".")
+        conditions = _block_conditions(e, block)
+        if conditions:
+            joiner = "; or when " if block == NONSOMATIC else ", or "
+            sentences.append(f"{LEADS[block]} {joiner.join(conditions)}.")
     inactive = sorted({e.rules[j].name for j in e.inactive})
     if inactive:
         sentences.append(f"Not applied with these settings: {', '.join(inactive)}.")
@@ -667,7 +674,7 @@ def methods_paragraph(explanation: Explanation) -> str:
                                                    for name in switches) + ".")
     counts = Counter(str(label) or "(no label: no spikes)" for label in e.labels)
     counted = ", ".join(f"{counts[label]} {label}" for label in label_order(list(counts)))
-    sentences.append(f"Of {n} units, {counted}.")
+    sentences.append(f"Of {len(e.labels)} units, {counted}.")
     if e.flagged.any():
         sentences.append(f"For {int(e.flagged.sum())} units the saved label differs from what these rules give; "
                          "the saved label is reported.")

@@ -247,16 +247,19 @@ def test_methods_paragraph(ks_dataset, tree):
     text = result.stdout.strip()
     explanation = explain_folder(ks_dataset)
     assert text == methods_paragraph(explanation)
-    assert text.startswith("Units were classified with Python Bombcell (version 0.94")
+    assert text.startswith("Units were classified by Python Bombcell (get_quality_unit_type, 0.93-0.94) "
+                           "(recognised from Python names such as")
     for j, rule in enumerate(explanation.rules):
         if rule.param and j not in explanation.inactive:
             assert f"({rule.param})" in text
-    assert "fractionRPVs_estimatedTauR above 0.1 (fraction of spikes) (maxRPVviolations)" in text
+    assert "fractionRPVs_estimatedTauR was above 0.1 (maxRPVviolations)" in text
+    assert "waveformDuration_peakTrough was below 100 µs (minWvDuration)" in text
+    assert "A unit was labelled non-somatic when all of (troughToPeak2Ratio was below 5" in text
     assert "Switches: " in text and "splitGoodAndMua_NonSomatic off" in text
     counts = pd.Series(explanation.labels).value_counts()
     assert f"Of {len(explanation.labels)} units, {counts['GOOD']} GOOD" in text
     matlab = run_cli("methods", tree / "matlab" / "ks").stdout
-    assert matlab.startswith("Units were classified with MATLAB Bombcell")
+    assert matlab.startswith("Units were classified by MATLAB Bombcell")
 
 
 def test_decisive_counts_in_the_summary(tree):
