@@ -287,7 +287,8 @@ def run_audit(targets: list[Target], jobs: int = 1, *, live: bool = False, check
     if progress is not None and targets:
         _progress(0, len(targets), started, progress)
     name = backend or ("sequential" if jobs == 1 else "loky")
-    with parallel_config(backend=name, n_jobs=jobs if name != "sequential" else 1):
+    n_jobs = {"sequential": 1, "dask": -1}.get(name, jobs)  # on Dask, the cluster's workers decide
+    with parallel_config(backend=name, n_jobs=n_jobs):
         tasks = (delayed(audit_folder)(target, live, check) for target in targets)
         for result in Parallel(return_as="generator")(tasks):
             results.append(result)

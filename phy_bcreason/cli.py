@@ -181,7 +181,8 @@ def add_audit_parsers(sub) -> None:
                    help="output folder (default ./phy-bcreason-audit); never inside the data folders")
     p.add_argument("--jobs", type=int, default=1, help="folders explained in parallel (joblib; -1: every core)")
     p.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
-                   help="run the jobs on this Dask scheduler through joblib's dask backend")
+                   help="run the jobs on this Dask scheduler (e.g. tcp://host:8786) through joblib's dask "
+                        "backend, on every worker of the cluster (needs dask[distributed])")
     p.add_argument("--live", action="store_true", help="also explain clusters Bombcell's results lack (see explain)")
     p.add_argument("--no-report", action="store_true", help="write the tables only, no report.html")
     p.add_argument("--compare", nargs=2, action="append", default=[], metavar=("RUN_A", "RUN_B"),
@@ -222,7 +223,10 @@ def run_audit_command(args: argparse.Namespace) -> int:
             raise UsageError(f"no Bombcell results under {', '.join(map(str, args.roots))}")
         backend = None
         if args.dask_scheduler:
-            from dask.distributed import Client
+            try:
+                from dask.distributed import Client
+            except ImportError:
+                raise UsageError("--dask-scheduler needs dask.distributed: pip install 'dask[distributed]'") from None
 
             client = Client(args.dask_scheduler)
             backend = "dask"

@@ -270,3 +270,23 @@ def test_decisive_counts_in_the_summary(tree):
         row = folders[(folders["folder"] == r.target.folder) & (folders["run"] == r.target.run)].iloc[0]
         for name, n in zip(rule_names(e), (e.status == DECISIVE).sum(axis=0)):
             assert row.get(f"decisive:{name}", 0) == n
+
+
+def test_audit_on_a_dask_cluster(tree, tmp_path):
+    """The same jobs through joblib's dask backend, on a LocalCluster: in-process and from the CLI."""
+    distributed = pytest.importorskip("dask.distributed")
+    targets = discover([tree])
+    local = run_audit(targets, jobs=1)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster:
+        with distributed.Client(cluster):
+            on_dask = run_audit(targets, backend="dask")
+        assert on_dask.backend == "dask"
+        pd.testing.assert_frame_equal(on_dask.units, local.units)
+        pd.testing.assert_frame_equal(on_dask.folders, local.folders)
+        result = run_cli("audit", tree, "--out", tmp_path / "out", "--dask-scheduler", cluster.scheduler_address,
+                         "--no-report")
+    assert result.returncode == 0, result.stderr
+    assert "5 of 6 runs audited (135 units), 1 unreadable" in result.stdout and ", dask)" in result.stdout
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["folders.tsv", "rules.tsv", "units.tsv"]
+    written = pd.read_csv(tmp_path / "out" / "units.tsv", sep="\t", keep_default_na=False, na_values={"margin": [""]})
+    assert len(written) == len(local.units) and written["label"].tolist() == local.units["label"].tolist()
