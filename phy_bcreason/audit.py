@@ -21,6 +21,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -235,19 +236,19 @@ class Audit:
     def failed(self) -> list[FolderAudit]:
         return [r for r in self.results if not r.ok]
 
-    @property
+    @cached_property
     def units(self) -> pd.DataFrame:
         tables = [units_table(r.explanation, r.target.folder, r.target.run) for r in self.ok]
         return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
             columns=["folder", "run", "cluster_id", "label", "reason", "n_decisive", "margin", "decisive",
                      "nearest_rule", "flagged", "classifier"])
 
-    @property
+    @cached_property
     def rules(self) -> pd.DataFrame:
         tables = [rules_table(r.explanation, r.target.folder, r.target.run) for r in self.ok]
         return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame()
 
-    @property
+    @cached_property
     def folders(self) -> pd.DataFrame:
         table = pd.DataFrame([folder_summary(r) for r in self.results])
         counts = [c for c in table.columns if c.startswith(("label:", "decisive:"))]

@@ -202,13 +202,18 @@ def distribution_plots(audit) -> str:
         positive = finite[finite > 0]
         if len(positive) == len(finite) and positive.max() / max(positive.min(), 1e-300) > 1e3:
             ax.set_xscale("log")
+        xs, ys, colours, tx, ty = [], [], [], [], []  # one scatter and one line per plot: fast for many folders
         for i, (_folder, values, threshold, labels) in enumerate(folders):
             keep = np.isfinite(values)
-            jitter = rng.uniform(-0.25, 0.25, keep.sum())
-            colours = [LABEL_COLOURS.get(label or "(empty)", "#333") for label in labels[keep]]
-            ax.scatter(values[keep], i + jitter, s=9, c=colours, alpha=0.8, linewidths=0)
+            xs.append(values[keep])
+            ys.append(i + rng.uniform(-0.25, 0.25, keep.sum()))
+            colours += [LABEL_COLOURS.get(label or "(empty)", "#333") for label in labels[keep]]
             if np.isfinite(threshold):
-                ax.plot([threshold, threshold], [i - 0.42, i + 0.42], color="red", lw=2)
+                tx += [threshold, threshold, np.nan]
+                ty += [i - 0.42, i + 0.42, np.nan]
+        ax.scatter(np.concatenate(xs), np.concatenate(ys), s=9, c=colours, alpha=0.8, linewidths=0)
+        if tx:
+            ax.plot(tx, ty, color="red", lw=2)
         ax.set_yticks(np.arange(len(folders)), [f for f, _, _, _ in folders], fontsize=7)
         ax.set_ylim(len(folders) - 0.5, -0.5)
         ax.set_title(f"{entry['rule'].block}: {name}", fontsize=9)

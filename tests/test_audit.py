@@ -78,10 +78,12 @@ def snapshot(root: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def audited(tree, tmp_path_factory):
-    """The CLI run once on the tree (2 jobs): (completed process, output folder)."""
+    """The CLI run once on the tree (2 jobs, with a comparison of two runs in the report): (completed process,
+    output folder)."""
     before = snapshot(tree)
     out = tmp_path_factory.mktemp("audit_out") / "out"
-    result = run_cli("audit", tree, "--out", out, "--jobs", 2)
+    result = run_cli("audit", tree, "--out", out, "--jobs", 2, "--compare", tree / "session1" / "kilosort4_A",
+                     tree / "session1" / "kilosort4_B")
     assert snapshot(tree) == before, "the audit wrote into the data folders"
     return result, out
 
@@ -188,7 +190,8 @@ def test_report_renders_every_plot_in_a_headless_browser(audited, tmp_path):
     dom = browse(out / "report.html", "--dump-dom").stdout
     assert f'data-images-decoded="{n_images}/{n_images}"' in dom
     for text in ("Unreadable folders", "session2/kilosort4_D", "Labels per folder", "Decisive rules per folder",
-                 "Units within 10% of a threshold", "Metric distributions per folder", "Methods"):
+                 "Units within 10% of a threshold", "Metric distributions per folder", "Methods",
+                 "Comparisons of two runs", "maxRPVviolations"):
         assert text in dom
     shot = tmp_path / "report.png"
     browse(out / "report.html", "--window-size=1400,3000", f"--screenshot={shot}")
