@@ -293,3 +293,21 @@ def test_audit_on_a_dask_cluster(tree, tmp_path):
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["folders.tsv", "rules.tsv", "units.tsv"]
     written = pd.read_csv(tmp_path / "out" / "units.tsv", sep="\t", keep_default_na=False, na_values={"margin": [""]})
     assert len(written) == len(local.units) and written["label"].tolist() == local.units["label"].tolist()
+
+
+def test_spikeinterface_layouts_are_found_and_audited(si_dataset_copy, tmp_path):
+    """Bombcell through SpikeInterface: results inside an export_to_phy folder, and beside a sorter_output/."""
+    root = tmp_path / "si"
+    export = si_dataset_copy("default", "export", dst=root / "probe_export")
+    beside = si_dataset_copy("default", "sorter_output", dst=root / "probe_sorter")
+    targets = discover([root])
+    assert [(t.ks_dir, t.results_dir) for t in targets] == [(export.phy_dir, export.results_dir),
+                                                           (beside.phy_dir, beside.results_dir)]
+    assert targets[1].run == "../bombcell"
+    audit = run_audit(targets, jobs=1)
+    assert not audit.failed
+    for result, dataset in zip(audit.ok, (export, beside)):
+        expected = explain_folder(dataset.phy_dir).table().reset_index()
+        mine = audit.units[audit.units["folder"] == result.target.folder].reset_index(drop=True)
+        assert result.explanation.classifier == "spikeinterface"
+        pd.testing.assert_frame_equal(mine[list(expected.columns)], expected)
