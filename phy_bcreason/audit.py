@@ -567,6 +567,23 @@ def compare_explanations(ea: Explanation, eb: Explanation, a: str, b: str, param
     return Comparison(a, b, classifier, parameters, changes, only_a, only_b, list(notes or []))
 
 
+def check_one_sorting(results_a, results_b) -> None:
+    """Two runs of one sorting share cluster ids, and Bombcell counts the same spikes for most of them."""
+    common, in_a, in_b = np.intersect1d(results_a.cluster_ids, results_b.cluster_ids, return_indices=True)
+    if not len(common):
+        raise CompareError(f"{results_a.folder} and {results_b.folder}: no cluster id in common; not runs of one "
+                           "sorting")
+    if "nSpikes" in results_a.metrics.columns and "nSpikes" in results_b.metrics.columns:
+        a = pd.to_numeric(results_a.metrics["nSpikes"], errors="coerce").to_numpy(float)[in_a]
+        b = pd.to_numeric(results_b.metrics["nSpikes"], errors="coerce").to_numpy(float)[in_b]
+        differ = np.isfinite(a) & np.isfinite(b) & (a != b)
+        if 2 * differ.sum() > len(common):
+            i = int(np.flatnonzero(differ)[0])
+            raise CompareError(f"{results_a.folder} and {results_b.folder}: not runs of one sorting ({differ.sum()} "
+                               f"of {len(common)} clusters have another nSpikes, e.g. cluster {common[i]}: "
+                               f"{a[i]:g} and {b[i]:g})")
+
+
 def compare_runs(run_a: str | Path, run_b: str | Path) -> Comparison:
     """Compare two Bombcell runs of one sorting: two results (or Kilosort) folders, or a folder and a parameter
     file (the dock's `Save…` output, a Bombcell parameter parquet, SpikeInterface thresholds JSON), which is
@@ -597,9 +614,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> Comparison:
     eb = explain(results_b)
     if results_a.folder.resolve() == results_b.folder.resolve():
         notes.append("A and B are the same results folder")
-    if not len(np.intersect1d(results_a.cluster_ids, results_b.cluster_ids)):
-        raise CompareError(f"{results_a.folder} and {results_b.folder}: no cluster id in common; not runs of one "
-                           "sorting")
+    check_one_sorting(results_a, results_b)
     return compare_explanations(ea, eb, str(results_a.folder), str(results_b.folder), results_a.params,
                                 results_b.params, notes)
 

@@ -213,7 +213,7 @@ def run_audit_command(args: argparse.Namespace) -> int:
                 from .report import comparison_html, page
 
                 args.html.write_text(page("Bombcell runs compared", comparison_html(comparison)), encoding="utf-8")
-            print(json.dumps(comparison.to_dict(), allow_nan=False) if args.json else comparison.text())
+            print(json.dumps(comparison.to_dict(), allow_nan=False, default=str) if args.json else comparison.text())
             if args.html:
                 print(f"wrote {args.html}", file=sys.stderr)
             return 0

@@ -311,3 +311,13 @@ def test_spikeinterface_layouts_are_found_and_audited(si_dataset_copy, tmp_path)
         mine = audit.units[audit.units["folder"] == result.target.folder].reset_index(drop=True)
         assert result.explanation.classifier == "spikeinterface"
         pd.testing.assert_frame_equal(mine[list(expected.columns)], expected)
+
+
+def test_compare_refuses_runs_of_two_sortings(runs, tmp_path):
+    other = tmp_path / "other" / "bombcell"
+    shutil.copytree(runs["default"], other)
+    metrics = pd.read_parquet(other / METRICS_FILE)
+    metrics.assign(nSpikes=metrics["nSpikes"] + 100).to_parquet(other / METRICS_FILE)
+    result = run_cli("compare", runs["default"], other)
+    assert result.returncode == 2 and "not runs of one sorting" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
