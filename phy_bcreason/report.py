@@ -26,7 +26,7 @@ STYLE = """
 body { font-family: -apple-system, "DejaVu Sans", Arial, sans-serif; margin: 2em; color: #222; max-width: 1400px; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ccc; padding-bottom: .2em; margin-top: 2em; }
 table { border-collapse: collapse; font-size: .85em; margin: .5em 0; }
-th, td { border: 1px solid #ddd; padding: .2em .5em; text-align: right; }
+th, td { border: 1px solid #ddd; padding: .2em .5em; text-align: right; max-width: 45em; overflow-wrap: anywhere; }
 th { background: #f3f3f3; } td.t, th.t { text-align: left; }
 tr.bad td { background: #fde8e8; }
 .error { color: #b00020; } .note { color: #555; font-size: .9em; }
