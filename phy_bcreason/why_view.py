@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
 
 from .engine import RUN_SPELLING, STATUS_NAMES, STATUS_TEXT
 from .live import LiveReasons
-from .rules import BLOCK_TITLES, BLOCKS, GROUP_PHRASES, SPIKEINTERFACE, SWITCHES, switches_for
+from .rules import BLOCK_TITLES, BLOCKS, GROUP_PHRASES, GROUP_TESTS, SPIKEINTERFACE, SWITCHES, switches_for
 from .whatif import WhatIfError, editable, parse_value, population
 
 HEADERS = ("metric", "value", "test", "threshold", "margin", "status", "parameter")
@@ -133,13 +133,13 @@ def dock_content(live: LiveReasons, cluster_id: int) -> DockContent:
                 block_line.children.append(_rule_line(c, 1))
                 continue
             if c["group"] not in groups:
-                groups[c["group"]] = Line(1, (GROUP_PHRASES.get(c["group"], c["group"]), "", "all hold",
-                                              "", "", "", ""))
+                groups[c["group"]] = Line(1, (GROUP_PHRASES.get(c["group"], c["group"]), "",
+                                              GROUP_TESTS.get(c["group"], "all hold"), "", "", "", ""))
                 block_line.children.append(groups[c["group"]])
             groups[c["group"]].children.append(_rule_line(c, 2))
-        for group in groups.values():
+        for name, group in groups.items():
             members = [child.status for child in group.children]
-            held = sum(c["holds"] for c in in_block if c["group"])
+            held = sum(c["holds"] for c in in_block if c["group"] == name)
             group.status = _block_status(members)
             group.cells = group.cells[:5] + (
                 f"{STATUS_TEXT[STATUS_NAMES.index(group.status)]} ({held} of {len(members)} hold)", "")
