@@ -74,6 +74,7 @@ class LiveReasons:
         self._computed: pd.DataFrame | None = None       # the worker's copy of live_metrics
         self._judged: dict[int, str] = {}                # Bombcell's own label per cluster id, where known
         self._columns: dict[int, dict] = {}
+        self._groups, self._groups_of = None, None  # Bombcell's Phy group per row, for bc_agrees
         self._refresh_columns()
 
     def _refresh_columns(self, cluster_ids=None) -> None:
@@ -295,6 +296,18 @@ class LiveReasons:
                     "bc_classificationReason": self.why_no_row(cluster_id), "bc_nFailed": math.nan,
                     "bc_margin": math.nan, "bc_source": FROM_LIVE if computing else ""}
         return values
+
+    def agrees(self, cluster_id: int, group) -> float:
+        """bc_agrees: 1 where the user's Phy group agrees with Bombcell's label, 0 where not, NaN where the
+        cluster is not labelled good/mua/noise or has no Bombcell label."""
+        from .concordance import PHY_GROUPS, bombcell_groups
+
+        row = self.explanation.rows.get(int(cluster_id)) if self.explanation is not None else None
+        if row is None or group not in PHY_GROUPS or self.explanation.undetermined[row]:
+            return math.nan
+        if self._groups_of is not self.explanation:  # once per explanation (what-if edits make a new one)
+            self._groups, self._groups_of = bombcell_groups(self.explanation), self.explanation
+        return float(self._groups[row] == group) if self._groups[row] else math.nan
 
     def why_no_row(self, cluster_id: int) -> str:
         if self.explanation is None:

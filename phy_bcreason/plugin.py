@@ -15,11 +15,13 @@ from phy import IPlugin, connect, unconnect
 from qtpy.QtCore import QObject, QTimer, Signal
 
 from .api import classifier_labels
+from .concordance import PHY_GROUPS
 from .live import COLUMNS, REPLACED_METADATA, LiveReasons
 from .why_view import BombcellWhyView
 
 logger = logging.getLogger("phy")
 VIEW_NAME = BombcellWhyView.__name__
+AGREES = "bc_agrees"  # 1 where your Phy group agrees with Bombcell's label, 0 where not
 
 
 # How long each of the plugin's calls on the GUI thread took (name, seconds): benchmarks/bench_merge.py reads it.
@@ -147,10 +149,22 @@ class BombcellReasonPlugin(IPlugin):
             column = functools.partial(lambda name, cluster_id: live.column_values(cluster_id)[name], name)
             controller.cluster_metrics[name] = _never_raise(column)
 
+        def user_group(cluster_id):
+            """The cluster's Phy group (good/mua/noise/...), as Phy has it now."""
+            supervisor = getattr(controller, "supervisor", None)
+            if supervisor is not None:
+                return supervisor.cluster_meta.get("group", cluster_id)
+            return controller.model.metadata.get("group", {}).get(cluster_id)  # before Phy's supervisor exists
+
+        self._agrees = _never_raise(lambda cluster_id: live.agrees(cluster_id, user_group(cluster_id)))
+        controller.cluster_metrics[AGREES] = self._agrees
+
         def create_view():
             view = BombcellWhyView(live)
             view.on_overrides = _never_raise(lambda overrides: self._set_overrides(overrides))
             view.on_list = _never_raise(lambda cluster_ids: self._list(cluster_ids))
+            view.concordance.get_groups = lambda: {c: g for c in controller.supervisor.clustering.cluster_ids.tolist()
+                                                   if (g := user_group(c)) in PHY_GROUPS}
             supervisor = getattr(controller, "supervisor", None)
             if supervisor is not None:
                 view.show_clusters(supervisor.selected_clusters)
@@ -171,7 +185,7 @@ class BombcellReasonPlugin(IPlugin):
             def refresh(cluster_ids):
                 """New values for these clusters: patch both cluster tables, redraw every dock."""
                 alive = set(supervisor.clustering.cluster_ids.tolist())
-                rows = [{"id": c, **live.column_values(c)} for c in cluster_ids if c in alive]
+                rows = [{"id": c, **live.column_values(c), AGREES: self._agrees(c)} for c in cluster_ids if c in alive]
                 update_rows(supervisor.cluster_view, rows)
                 update_rows(supervisor.similarity_view, rows)
                 for view in gui.list_views(VIEW_NAME):
@@ -214,6 +228,8 @@ class BombcellReasonPlugin(IPlugin):
                     live.record_clustering(up.descendants)
                     compute_live(up.added)
                     refresh(up.added)
+                if up.description == "metadata_group":  # the user labelled clusters: agreement follows
+                    refresh(up.metadata_changed)
 
             def set_overrides(overrides):
                 """A what-if edit from a dock: re-explain every cluster, update columns, docks, status bar."""
