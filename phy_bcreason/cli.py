@@ -10,10 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import install
+from ._version import __version__
 from .api import explain
 from .bombcell_io import BombcellResultsError, find_bombcell_dir, load_results
 from .engine import STATUS_NAMES, Explanation
 from .live_metrics import LiveMetricsError, with_live_rows
+from .quiet import bombcell_output_to_log
 from .rules import CLASSIFIERS
 from .whatif import WhatIfError, describe_overrides, label_changes, parse_settings
 
@@ -98,6 +101,7 @@ def export(explanation: Explanation, ks_dir: Path) -> list[Path]:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="phy-bcreason", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"phy-bcreason {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_folder_args(p):
@@ -131,6 +135,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="open Phy on the bundled demo dataset with the plugin attached")
     p.add_argument("--screenshot", type=Path, default=None, metavar="FILE",
                    help="save the window as a PNG and exit")
+
+    p = sub.add_parser("install-plugin", help="register the plugin in Phy's config (~/.phy), keeping the rest")
+    install.add_arguments(p)
+    p = sub.add_parser("uninstall-plugin", help="remove the plugin from Phy's config, as it was before")
+    install.add_arguments(p)
     return parser
 
 
@@ -139,10 +148,13 @@ def run(args: argparse.Namespace) -> int:
         from .demo import run_demo
 
         return run_demo(args.screenshot)
+    if args.command in ("install-plugin", "uninstall-plugin"):
+        return install.run(args.command == "uninstall-plugin", args.config_dir, args.dry_run)
     results = load_results(find_bombcell_dir(args.ks_dir, args.bombcell_dir), ks_dir=args.ks_dir,
                            classifier=args.classifier)
     if args.live:
-        results = with_live_rows(results, args.ks_dir)
+        with bombcell_output_to_log():  # Bombcell's import banner: never into our output
+            results = with_live_rows(results, args.ks_dir)
     overrides = parse_settings(getattr(args, "set", []))
     explanation = explain(results, overrides=overrides)
     ids = _selected_ids(explanation, getattr(args, "cluster", None))

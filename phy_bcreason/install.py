@@ -1,16 +1,18 @@
-#!/usr/bin/env python
-"""Install (or remove) the phy-bcreason plugin in Phy's user configuration.
+"""Register (or remove) the phy-bcreason plugin in Phy's user configuration.
 
 Usage::
 
-    python install_plugin.py [--config-dir DIR] [--uninstall] [--dry-run]
+    phy-bcreason install-plugin [--config-dir DIR] [--dry-run]
+    phy-bcreason uninstall-plugin [--config-dir DIR] [--dry-run]
+    python install_plugin.py [--config-dir DIR] [--uninstall] [--dry-run]   # the same, from a checkout
 
 What ``install`` does (default config dir: ``~/.phy``, the same as
 ``phylib.utils._misc.phy_config_dir()``):
 
 1. writes ``<config>/plugins/phy_bcreason_loader.py``. Phy executes every ``*.py``
    file found in ``c.Plugins.dirs`` (``phy.utils.plugin.discover_plugins``); the loader
-   imports ``phy_bcreason.plugin.BombcellReasonPlugin``, and defining that ``IPlugin``
+   imports ``phy_bcreason.plugin.BombcellReasonPlugin`` from wherever the package is installed
+   (site-packages, an editable install, the user site), and defining that ``IPlugin``
    subclass registers it in Phy's plugin registry;
 2. appends a marked block to ``<config>/phy_config.py`` (creating the file from Phy's
    default template when it is absent) that puts the plugins folder in ``c.Plugins.dirs``
@@ -18,15 +20,18 @@ What ``install`` does (default config dir: ``~/.phy``, the same as
    user's file already sets. The original file is first copied to
    ``phy_config.py.bcreason-backup``.
 
-``--uninstall`` undoes both steps; ``--dry-run`` only prints what would be done.
-Only the standard library is used, so this runs before phy-bcreason is importable.
+``uninstall`` undoes both steps; ``--dry-run`` only prints what would be done. Then it says whether the
+Python that runs ``phy`` can import the package. Only the standard library is used, and this module imports
+nothing of the package: ``install_plugin.py`` runs it from a checkout before the package is installed.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.machinery
+import json
 import os
+import shutil
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -38,7 +43,7 @@ CONFIG_NAME = "phy_config.py"
 BACKUP_SUFFIX = ".bcreason-backup"
 BEGIN_MARKER = "# >>> phy-bcreason >>>"
 END_MARKER = "# <<< phy-bcreason <<<"
-LOADER_MARKER = "# phy-bcreason loader, installed by install_plugin.py"
+LOADER_MARKER = "# phy-bcreason loader, installed by install_plugin.py"  # unchanged: uninstall recognises it
 
 
 class InstallError(Exception):
@@ -93,7 +98,8 @@ def loader_text() -> str:
         "# Phy runs every *.py file in c.Plugins.dirs at startup; importing the class below\n"
         "# registers it as a Phy plugin, and the 'phy-bcreason' block in phy_config.py enables\n"
         "# it in the template GUI (c.TemplateGUI.plugins).\n"
-        "# To remove: python install_plugin.py --uninstall  (or delete this file and that block).\n"
+        "# To remove: phy-bcreason uninstall-plugin  (or python install_plugin.py --uninstall,\n"
+        "# or delete this file and that block).\n"
         "try:\n"
         f"    from {PACKAGE}.plugin import {PLUGIN_CLASS}  # noqa: F401\n"
         "except ModuleNotFoundError as e:\n"
@@ -103,7 +109,8 @@ def loader_text() -> str:
         "\n"
         "    logging.getLogger('phy').warning(\n"
         f"        'phy-bcreason: the {PACKAGE} package is not installed in the Python that runs phy; '\n"
-        "        'pip install it there, or remove the plugin with: python install_plugin.py --uninstall')\n"
+        "        'pip install it there, or remove the plugin: delete %s and the phy-bcreason block of '\n"
+        "        'phy_config.py', __file__)\n"
     )
 
 
@@ -115,7 +122,7 @@ def config_block(plugins_dir: Path, nl: str = "\n") -> str:
     ``get_value([])`` and otherwise only trusts real lists/tuples.
     """
     lines = [
-        f"{BEGIN_MARKER}  (added by install_plugin.py; remove with: python install_plugin.py --uninstall)",
+        f"{BEGIN_MARKER}  (added by phy-bcreason install-plugin; remove with: phy-bcreason uninstall-plugin)",
         "def _phy_bcreason_add(section, name, item, key=lambda x: x):",
         "    value = section[name] if name in section else []",
         "    if hasattr(value, 'get_value'):  # traitlets LazyConfigValue",
@@ -326,7 +333,7 @@ def uninstall(config_dir: Path, dry_run: bool = False) -> list[str]:
             if not dry_run:
                 loader.unlink()
         else:
-            actions.append(f"leave {loader}: it was not written by install_plugin.py")
+            actions.append(f"leave {loader}: it was not written by the phy-bcreason installer")
     else:
         actions.append(f"no loader to remove at {loader}")
 
@@ -373,7 +380,7 @@ def uninstall(config_dir: Path, dry_run: bool = False) -> list[str]:
         return actions
     if not stripped.strip() or stripped.strip() == phy_default_config(config_dir).strip():
         # Created by install() (or Phy's untouched default, which Phy recreates when missing).
-        actions.append(f"{pre}delete {config} (created by install_plugin.py)")
+        actions.append(f"{pre}delete {config} (created by the phy-bcreason installer)")
         if not dry_run:
             config.unlink()
     else:
@@ -383,47 +390,160 @@ def uninstall(config_dir: Path, dry_run: bool = False) -> list[str]:
     return actions
 
 
-def _package_note() -> str | None:
-    """A hint when phy_bcreason is not importable outside this repository checkout."""
-    here = os.path.normcase(os.path.dirname(os.path.abspath(__file__)))
-    path = [p for p in sys.path if p and os.path.normcase(os.path.abspath(p)) != here]
+# ------------------------------------------------------------------------------
+# Is the package importable by the Python that runs phy?
+# ------------------------------------------------------------------------------
+
+# Run by that Python, from a neutral folder: `find_spec` sees every kind of install, since editable installs
+# are found through a meta-path finder (not a sys.path entry), user installs through the user site.
+_FIND_SCRIPT = r"""
+import importlib.util, json, os, site, sys
+def where(name):
     try:
-        found = importlib.machinery.PathFinder.find_spec(PACKAGE, path) is not None
-    except Exception:  # pragma: no cover
-        found = True
-    if found:
+        spec = importlib.util.find_spec(name)
+    except Exception:
         return None
-    return (f"note: {PACKAGE} is not installed in {sys.executable}; "
-            f"run `pip install -e {os.path.dirname(os.path.abspath(__file__))}` in the Python that runs phy")
+    if spec is None:
+        return None
+    return os.path.dirname(spec.origin) if spec.origin else next(iter(spec.submodule_search_locations or []), "")
+found = {"python": sys.executable, "package": where(sys.argv[1]), "phy": where("phy"), "kind": "", "version": ""}
+package = os.path.realpath(found["package"] or "")
+def inside(folder):
+    folder = os.path.realpath(folder)
+    return bool(found["package"]) and os.path.commonpath([package, folder]) == folder
+try:
+    import importlib.metadata as md
+    from urllib.parse import unquote, urlparse
+    dist = md.distribution(sys.argv[2])
+    found["version"] = dist.version
+    url = json.loads(dist.read_text("direct_url.json") or "{}")
+    if url.get("dir_info", {}).get("editable") and inside(unquote(urlparse(url.get("url", "")).path)):
+        found["kind"] = "editable"
+except Exception:
+    pass
+try:
+    if not found["kind"] and inside(site.getusersitepackages()):
+        found["kind"] = "user"
+    if not found["kind"] and any(inside(p) for p in site.getsitepackages()):
+        found["kind"] = "site"
+except Exception:
+    pass
+if found["package"] and not found["kind"]:
+    found["kind"] = "path"
+print(json.dumps(found))
+"""
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="install_plugin.py",
-        description="Enable (or remove) the phy-bcreason plugin in Phy's user config.",
-    )
-    parser.add_argument("--config-dir", type=Path, default=None,
-                        help="Phy config directory (default: ~/.phy)")
-    parser.add_argument("--uninstall", action="store_true", help="remove the plugin instead")
-    parser.add_argument("--dry-run", action="store_true", help="print what would be done, write nothing")
-    args = parser.parse_args(argv)
-    config_dir = args.config_dir if args.config_dir is not None else default_config_dir()
+def _script_python(script: str) -> str | None:
+    """The Python interpreter a console script (``phy``) starts, read from its ``#!`` line; None if it is not a
+    Python script (a pyenv shim, a Windows launcher)."""
     try:
-        if args.uninstall:
-            actions = uninstall(config_dir, dry_run=args.dry_run)
+        with open(script, "rb") as f:
+            first = f.readline(1024).decode("utf-8", "replace").strip()
+    except OSError:
+        return None
+    if not first.startswith("#!"):
+        return None
+    words = first[2:].split()
+    if words and os.path.basename(words[0]) == "env" and len(words) > 1:
+        words = [shutil.which(words[1]) or words[1], *words[2:]]
+    if words and os.path.basename(words[0]).startswith("python") and os.path.isfile(words[0]):
+        return words[0]
+    return None
+
+
+def phy_python() -> tuple[str, str]:
+    """(interpreter, how it was found): the Python that the ``phy`` command on PATH runs, else this one."""
+    phy = shutil.which("phy")
+    python = _script_python(phy) if phy else None
+    if python:
+        return python, f"the Python of {phy}"
+    if phy:
+        return sys.executable, f"this Python ({phy} does not name its Python)"
+    return sys.executable, "this Python (no phy command on PATH)"
+
+
+def find_package(python: str | None = None, timeout: float = 60) -> dict:
+    """Where ``python`` (default: the one phy runs) would import phy_bcreason and phy from: ``{"python",
+    "package", "phy", "kind" ('editable', 'user', 'site', 'path'), "version", "how"}``; ``package`` and ``phy``
+    are None when not importable. ``error`` is set when ``python`` could not be asked."""
+    how = "given"
+    if python is None:
+        python, how = phy_python()
+    found = {"python": python, "how": how, "package": None, "phy": None, "kind": "", "version": ""}
+    env = dict(os.environ)
+    env.pop("PYTHONSTARTUP", None)
+    try:
+        res = subprocess.run([python, "-c", _FIND_SCRIPT, PACKAGE, "phy-bcreason"], capture_output=True, text=True,
+                             timeout=timeout, cwd=tempfile.gettempdir(), env=env, stdin=subprocess.DEVNULL)
+        found.update(json.loads(res.stdout.strip().splitlines()[-1]))
+    except (OSError, subprocess.SubprocessError, ValueError, IndexError) as exc:
+        found["error"] = f"{type(exc).__name__}: {exc}"
+    return found
+
+
+def package_report(found: dict | None = None) -> list[str]:
+    """One line saying whether the Python that runs phy will find the package (``note:`` lines when not)."""
+    found = found if found is not None else find_package()
+    python = found["python"]
+    if found.get("error"):
+        return [f"note: could not ask {python} whether it can import {PACKAGE} ({found['error']})"]
+    lines = []
+    if found["package"]:
+        kind = {"editable": "editable install of", "user": "user install in", "site": "installed in",
+                "path": "found through sys.path (PYTHONPATH?) at"}.get(found["kind"], "found at")
+        version = f" {found['version']}" if found["version"] else ""
+        lines.append(f"{PACKAGE}{version} will be loaded by {python} ({found['how']}): {kind} {found['package']}")
+    else:
+        lines.append(f"note: {PACKAGE} is not installed in {python} ({found['how']}); install it there: "
+                     f"{python} -m pip install phy-bcreason (or -e /path/to/phy-bcreason)")
+    if not found["phy"]:
+        lines.append(f"note: phy is not installed in {python} either")
+    return lines
+
+
+# ------------------------------------------------------------------------------
+# Command line
+# ------------------------------------------------------------------------------
+
+
+def run(uninstall_plugin: bool, config_dir=None, dry_run: bool = False, prog: str = "phy-bcreason",
+        check_package: bool = True) -> int:
+    """Install or uninstall and print what was done (errors: one line on stderr, status 2)."""
+    config_dir = config_dir if config_dir is not None else default_config_dir()
+    try:
+        if uninstall_plugin:
+            actions = uninstall(config_dir, dry_run=dry_run)
         else:
-            actions = install(config_dir, dry_run=args.dry_run)
+            actions = install(config_dir, dry_run=dry_run)
     except (InstallError, OSError) as e:
         msg = " ".join(str(e).split()) or type(e).__name__
-        print(f"install_plugin.py: error: {msg}", file=sys.stderr)
+        print(f"{prog}: error: {msg}", file=sys.stderr)
         return 2
     for line in actions:
         print(line)
-    if not args.uninstall:
-        note = _package_note()
-        if note:
-            print(note)
+    if not uninstall_plugin and check_package:
+        for line in package_report():
+            print(line)
     return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config-dir", type=Path, default=None, help="Phy config directory (default: ~/.phy)")
+    parser.add_argument("--dry-run", action="store_true", help="print what would be done, write nothing")
+
+
+def main(argv=None) -> int:
+    """``python install_plugin.py [--config-dir DIR] [--uninstall] [--dry-run]``"""
+    parser = argparse.ArgumentParser(
+        prog="install_plugin.py",
+        description="Enable (or remove) the phy-bcreason plugin in Phy's user config "
+                    "(the same as `phy-bcreason install-plugin` / `uninstall-plugin`).",
+    )
+    add_arguments(parser)
+    parser.add_argument("--uninstall", action="store_true", help="remove the plugin instead")
+    args = parser.parse_args(argv)
+    return run(args.uninstall, args.config_dir, args.dry_run, prog="install_plugin.py")
 
 
 if __name__ == "__main__":

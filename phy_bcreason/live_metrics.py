@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import pickle
+import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -356,8 +360,12 @@ class MetricsProcess:
         package_parent = str(Path(__file__).resolve().parents[1])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent,
                                                                            os.environ.get("PYTHONPATH")]))}
+        env[PARENT_VARIABLE] = str(os.getpid())
+        # its own session: Ctrl-C in Phy's terminal is for Phy, which then closes the child (or the child sees
+        # its parent gone and ends by itself: `serve`)
         self.child = subprocess.Popen([sys.executable, "-m", "phy_bcreason.live_metrics", str(ks_dir),
-                                       str(bombcell_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+                                       str(bombcell_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                                      start_new_session=True)
         self.ready = False
 
     def wait_ready(self) -> None:
@@ -415,10 +423,55 @@ def share_rpv_counts() -> None:
     qm._sliding_rp_violation_counts = remembering_count
 
 
+PARENT_VARIABLE = "PHY_BCREASON_PARENT_PID"
+
+
+def _child_setup() -> None:
+    """The child says nothing on the terminal it shares with Phy and never outlives Phy: what Bombcell prints
+    (and warns) goes to the log at debug level (the child has no log handler: dropped), fd 1 to the null device,
+    Ctrl-C is left to Phy, and a thread ends the process as soon as its parent is gone (killed, crashed) even in
+    the middle of a computation."""
+    from .quiet import send_prints_to_log
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    send_prints_to_log()
+    logging.captureWarnings(True)
+    logging.getLogger().addHandler(logging.NullHandler())  # no "last resort" printing of warnings to stderr
+    try:
+        parent = int(os.environ.get(PARENT_VARIABLE, ""))
+    except ValueError:
+        parent = os.getppid()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="watch-parent").start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+
+def _reply(out, answer) -> None:
+    try:
+        pickle.dump(answer, out)
+        out.flush()
+    except OSError:  # Phy is gone (BrokenPipeError): nobody to answer, nothing to say
+        os._exit(0)
+
+
+def _request():
+    """The next request, or None when Phy closed the pipe (or died in the middle of a request)."""
+    try:
+        return pickle.load(sys.stdin.buffer)
+    except EOFError:
+        return None
+    except Exception:
+        os._exit(0)
+
+
 def serve(ks_dir: str, bombcell_dir: str) -> None:
     """The child's loop: {cluster id: spike ids} in, (True, (table, info)) or (False, message) out."""
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # Bombcell prints: to stderr, never into the answers
+    out = os.fdopen(os.dup(1), "wb")  # the answers; fd 1 itself goes to the null device
+    _child_setup()
     error, recording = None, None
     try:
         results = load_results(bombcell_dir, ks_dir=ks_dir)
@@ -426,19 +479,16 @@ def serve(ks_dir: str, bombcell_dir: str) -> None:
         share_rpv_counts()  # imports Bombcell: seconds, before the first merge rather than during it
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}".splitlines()[0] if not isinstance(exc, LiveMetricsError) else str(exc)
-    pickle.dump((True, None), out)  # ready (errors are told with each answer)
-    out.flush()
+    _reply(out, (True, None))  # ready (errors are told with each answer)
     while True:
-        try:
-            clusters = pickle.load(sys.stdin.buffer)
-        except EOFError:
+        clusters = _request()
+        if clusters is None:
             return
         try:
             answer = (False, error) if error else (True, (metrics_table(recording, clusters), recording.info()))
         except Exception as exc:
             answer = (False, f"{type(exc).__name__}: {exc}".splitlines()[0])
-        pickle.dump(answer, out)
-        out.flush()
+        _reply(out, answer)
 
 
 if __name__ == "__main__":
