@@ -64,7 +64,7 @@ print("RESULT " + json.dumps(result))
 
 
 def run(cmd, **kwargs) -> subprocess.CompletedProcess:
-    print("$ " + " ".join(map(str, cmd)), flush=True)
+    print("$ " + " ".join("<script>" if "\n" in str(c) else str(c) for c in cmd), flush=True)
     res = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kwargs)
     if res.returncode != 0:
         sys.exit(f"failed ({res.returncode}): {' '.join(map(str, cmd))}\n--- stdout\n{res.stdout}\n--- stderr\n"
