@@ -19,7 +19,7 @@ import pandas as pd
 from .bombcell_io import BombcellResults, find_bombcell_dir, load_results
 from .engine import UNDETERMINED, Explanation, evaluate, undetermined_phrase
 from .quiet import bombcell_output_to_log
-from .rules import PYTHON
+from .rules import PYTHON, SPIKEINTERFACE, SPIKEINTERFACE_LABELS, SPLIT_SWITCHES, unflatten_thresholds
 
 logger = logging.getLogger("phy_bcreason")
 
@@ -98,17 +98,45 @@ def apply_judgement(explanation: Explanation, judged=None, saved: list[str | Non
 JUDGEMENT_NOTE_STARTS = ("flagged by Bombcell's classifier: ", "flagged by the saved labels: ")
 
 
-def crosscheck(explanation: Explanation, results: BombcellResults, params: dict) -> Explanation:
-    """Judge with Bombcell's installed classifier (Python results) and with the labels the run saved."""
+def spikeinterface_labels(results: BombcellResults, params: dict) -> np.ndarray:
+    """Labels from SpikeInterface's own `bombcell_label_units` on the run's metrics, with ``params``' thresholds
+    (the run's, or what-if edits), in Bombcell's spelling."""
+    import warnings
+
+    from spikeinterface.curation import bombcell_label_units
+
+    thresholds = unflatten_thresholds(results.thresholds, params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # thresholds of metrics the run lacks: the loader notes them
+        labels = bombcell_label_units(external_metrics=results.metrics, thresholds=thresholds,
+                                      split_non_somatic=bool(params.get(SPLIT_SWITCHES[SPIKEINTERFACE])))
+    return labels["bombcell_label"].map(SPIKEINTERFACE_LABELS).to_numpy(dtype=object)
+
+
+def classifier_labels(results: BombcellResults, params: dict, quiet: bool = True) -> np.ndarray | None:
+    """The labels of the classifier that labelled the run, run on the same table, where it can run here:
+    Python Bombcell's and SpikeInterface's (MATLAB's needs MATLAB). Seconds to import: not on Phy's GUI thread,
+    and not ``quiet`` from another thread (see `bombcell_labels`)."""
+    if results.classifier == PYTHON:
+        return bombcell_labels(results.metrics, params, quiet=quiet)
+    if results.classifier == SPIKEINTERFACE:
+        return spikeinterface_labels(results, params)
+    return None
+
+
+def crosscheck(explanation: Explanation, results: BombcellResults, params: dict, saved: bool = True
+               ) -> Explanation:
+    """Judge with the classifier that labelled the run (where it runs here) and, with ``saved``, with the labels
+    the run saved."""
     judged = None
-    if explanation.classifier == PYTHON and not explanation.missing_thresholds:
+    if not explanation.missing_thresholds:
         try:
-            judged = bombcell_labels(results.metrics, params)
+            judged = classifier_labels(results, params)
         except Exception:
-            logger.debug("Bombcell's classifier could not run", exc_info=True)
-            explanation.notes.append("Bombcell's own classifier could not check these labels (details in the log "
+            logger.debug("the run's classifier could not run", exc_info=True)
+            explanation.notes.append("the run's own classifier could not check these labels (details in the log "
                                      "at debug level): the labels are the rule table's")
-    apply_judgement(explanation, judged, results.saved_labels_for(explanation.cluster_ids))
+    apply_judgement(explanation, judged, results.saved_labels_for(explanation.cluster_ids) if saved else None)
     return explanation
 
 
@@ -140,14 +168,15 @@ def explain(results: BombcellResults, overrides: dict | None = None, check: bool
     """
     params = {**results.params, **(overrides or {})}
     explanation = evaluate(results.metrics, params, cluster_ids=results.cluster_ids, classifier=results.classifier,
-                           fill_thresholds=bool(results.params))  # no parameter file: no threshold is known
+                           fill_thresholds=bool(results.params),  # no parameter file: no threshold is known
+                           rules=results.rules)
     explanation.source, explanation.classified_by = results.folder, results.classifier_evidence
     explanation.notes[:0] = results.notes
     note = version_note(installed_bombcell_version()) if results.classifier == PYTHON else None
     if note:
         explanation.notes.insert(0, note)
-    if check and not overrides:
-        crosscheck(explanation, results, params)
+    if check:  # with what-if edits the saved labels are no judge: they are for the run's parameters
+        crosscheck(explanation, results, params, saved=not overrides)
     elif not overrides:
         apply_judgement(explanation, saved=results.saved_labels_for(explanation.cluster_ids))
     return explanation

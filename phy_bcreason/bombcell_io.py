@@ -19,13 +19,15 @@ import pandas as pd
 
 from .backfill import OLD_NAMES, repair_parameters
 from .engine import inactive_reason
-from .rules import CLASSIFIER_TITLES, CLASSIFIERS, MATLAB, PYTHON, SWITCHES, THRESHOLDS, metrics_for, rules_for
+from .rules import CLASSIFIER_TITLES, MATLAB, PYTHON, SWITCHES, THRESHOLDS, metrics_for, rules_for
 
 METRICS_FILE = "templates._bc_qMetrics.parquet"
 PARAMS_FILE = "_bc_parameters._bc_qMetrics.parquet"
 # Labels Bombcell saved: MATLAB's table of every metric plus its label, and the column Phy reads.
 MATLAB_LABELS_FILE = "templates._bc_qMetrics_all.csv"
 PHY_LABELS_FILE = "cluster_bc_unitType.tsv"
+# What bombcell.run_bombcell_qc (SpikeInterface's bombcell_label_units) writes instead.
+SI_WIDE_FILE = "labeling_results_wide.csv"
 LABEL_COLUMN = "bc_unitType"
 # Names only one of the two Bombcells writes (qualityParamValues.m vs get_default_parameters).
 MATLAB_MARKS = ("rpvMethod", "rawFile", "ephysMetaFile", "somatic", "saveMatFileForGUI", "spikeWidth",
@@ -58,30 +60,41 @@ class BombcellResults:
     classifier_evidence: str = ""              # why we think so, for the user
     saved_labels: dict[int, str] | None = None  # cluster id -> the label Bombcell saved for it
     saved_labels_file: Path | None = None
+    rules: tuple | None = None                  # the classifier's rows when they come from the run (SpikeInterface)
+    thresholds: dict | None = None              # SpikeInterface's thresholds dict, as the run saved it
 
     def saved_labels_for(self, cluster_ids) -> list[str | None]:
         saved = self.saved_labels or {}
         return [saved.get(int(c)) for c in cluster_ids]
 
 
+def holds_results(folder: Path) -> bool:
+    """A native results folder (the metrics table) or SpikeInterface's (its wide labelling table)."""
+    return (folder / METRICS_FILE).is_file() or (folder / SI_WIDE_FILE).is_file()
+
+
 def find_bombcell_dir(ks_dir: str | Path, bombcell_dir: str | Path | None = None) -> Path:
     """The Bombcell folder for ``ks_dir``: the explicit one, else `bombcell/`, `qMetrics/`, then any direct
-    subfolder holding the metrics table."""
+    subfolder holding results; for a SpikeInterface `sorter_output/` folder, also `bombcell/` beside it."""
     if bombcell_dir is not None:
         folder = Path(bombcell_dir)
-        if not (folder / METRICS_FILE).is_file():
-            raise BombcellResultsError(f"{folder / METRICS_FILE}: file not found")
+        if not holds_results(folder):
+            raise BombcellResultsError(f"{folder / METRICS_FILE}: file not found (nor {SI_WIDE_FILE})")
         return folder
     ks_dir = Path(ks_dir)
     if not ks_dir.is_dir():
         raise BombcellResultsError(f"{ks_dir}: not a folder")
     candidates = [ks_dir / name for name in CONVENTIONAL_DIRS]
     candidates += sorted(p for p in ks_dir.iterdir() if p.is_dir() and p not in candidates)
+    if ks_dir.name == "sorter_output":
+        candidates += [ks_dir.parent / name for name in CONVENTIONAL_DIRS]
     for folder in candidates:
-        if (folder / METRICS_FILE).is_file():
+        if holds_results(folder):
             return folder
+    beside = ", or beside this sorter_output/ folder" if ks_dir.name == "sorter_output" else ""
     raise BombcellResultsError(
-        f"{ks_dir}: no Bombcell results ({METRICS_FILE}) in bombcell/, qMetrics/ or any subfolder"
+        f"{ks_dir}: no Bombcell results ({METRICS_FILE}, or SpikeInterface's {SI_WIDE_FILE}) in bombcell/, "
+        f"qMetrics/ or any subfolder{beside}"
     )
 
 
@@ -114,8 +127,9 @@ def _numbers(column: pd.Series) -> np.ndarray:
 def recognise_classifier(params: dict, metrics: pd.DataFrame, forced: str | None = None) -> tuple[str, str]:
     """(classifier, evidence): who wrote these results, from the names only one of them writes."""
     if forced is not None:
-        if forced not in CLASSIFIERS:
-            raise BombcellResultsError(f"--classifier {forced}: expected one of {', '.join(CLASSIFIERS)}")
+        if forced not in (PYTHON, MATLAB):
+            raise BombcellResultsError(f"--classifier {forced}: these are Bombcell's own results ({METRICS_FILE}); "
+                                       f"expected {PYTHON} or {MATLAB}")
         return forced, "chosen by the user"
     names = set(params) | set(metrics.columns)
     matlab = [name for name in MATLAB_MARKS if name in names]
@@ -259,13 +273,13 @@ def spike_counts(ks_dir: Path, notes: list[str]) -> tuple[Path, np.ndarray, np.n
 
 
 def check_same_sorting(path: Path, metrics: pd.DataFrame, cluster_ids: np.ndarray, spike_file: Path,
-                       ks_ids: np.ndarray, ks_counts: np.ndarray, notes: list[str]) -> None:
-    """Results of another sorting: Bombcell's nSpikes (counted after its duplicate-spike removal) is at
-    most, and close to, the cluster's spike count. Refused when most clusters disagree, noted when a few
-    have more spikes than they can."""
-    if "nSpikes" not in metrics.columns:
+                       ks_ids: np.ndarray, ks_counts: np.ndarray, notes: list[str], count: str = "nSpikes") -> None:
+    """Results of another sorting: Bombcell's nSpikes (counted after its duplicate-spike removal; ``count``
+    names the column) is at most, and close to, the cluster's spike count. Refused when most clusters
+    disagree, noted when a few have more spikes than they can."""
+    if count not in metrics.columns:
         return
-    n_spikes = _numbers(metrics["nSpikes"])
+    n_spikes = _numbers(metrics[count])
     compared = np.isin(cluster_ids, ks_ids) & np.isfinite(n_spikes)
     ids, n = cluster_ids[compared], n_spikes[compared]
     count = ks_counts[np.searchsorted(ks_ids, ids)]
@@ -284,10 +298,10 @@ def check_same_sorting(path: Path, metrics: pd.DataFrame, cluster_ids: np.ndarra
 
 
 def note_id_differences(metrics: pd.DataFrame, cluster_ids: np.ndarray, spike_file: Path, ks_ids: np.ndarray,
-                        notes: list[str]) -> None:
+                        notes: list[str], count: str = "nSpikes") -> None:
     """Rows for clusters Phy does not have (e.g. merged or split since Bombcell ran; rows with nSpikes == 0
     are clusters Bombcell saw empty) and Phy clusters without a row."""
-    n_spikes = _numbers(metrics["nSpikes"]) if "nSpikes" in metrics.columns else np.full(len(metrics), np.nan)
+    n_spikes = _numbers(metrics[count]) if count in metrics.columns else np.full(len(metrics), np.nan)
     stray = cluster_ids[~np.isin(cluster_ids, ks_ids) & (n_spikes != 0)]
     if len(stray):
         notes.append(f"{_rows(len(stray), 'result row has a cluster id', 'result rows have cluster ids')} not in "
@@ -310,6 +324,10 @@ def load_results(folder: str | Path, ks_dir: str | Path | None = None, classifie
     folder = Path(folder)
     ks_dir = Path(ks_dir) if ks_dir is not None else folder.parent
     metrics_path, params_path = folder / METRICS_FILE, folder / PARAMS_FILE
+    if not metrics_path.is_file() and (folder / SI_WIDE_FILE).is_file():
+        from .spikeinterface_io import load_spikeinterface_results
+
+        return load_spikeinterface_results(folder, ks_dir, classifier)
     metrics = _read_parquet(metrics_path)
     check_has_rows(metrics_path, metrics)
     notes: list[str] = []

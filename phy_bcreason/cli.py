@@ -17,8 +17,8 @@ from .bombcell_io import BombcellResultsError, find_bombcell_dir, load_results
 from .engine import STATUS_NAMES, Explanation
 from .live_metrics import LiveMetricsError, with_live_rows
 from .quiet import bombcell_output_to_log
-from .rules import CLASSIFIERS
-from .whatif import WhatIfError, describe_overrides, label_changes, parse_settings
+from .rules import MATLAB, PYTHON
+from .whatif import WhatIfError, describe_overrides, editable, label_changes, parse_settings
 
 REASON_COLUMN = "bc_classificationReason"
 REASON_FILE = f"cluster_{REASON_COLUMN}.tsv"
@@ -108,9 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("ks_dir", type=Path, help="Kilosort output folder")
         p.add_argument("--bombcell-dir", type=Path, default=None,
                        help="Bombcell results folder (default: found next to the Kilosort output)")
-        p.add_argument("--classifier", choices=CLASSIFIERS, default=None,
-                       help="whose rules labelled the run: Python or MATLAB Bombcell (default: recognised from the "
-                            "parameter and metric names)")
+        p.add_argument("--classifier", choices=(PYTHON, MATLAB), default=None,
+                       help="whose rules labelled Bombcell's own results: Python or MATLAB Bombcell (default: "
+                            "recognised from the parameter and metric names; SpikeInterface's results are "
+                            "recognised by their files)")
         p.add_argument("--live", action="store_true",
                        help="also explain clusters Bombcell's results lack (merged or split in Phy since), with "
                             "metrics recomputed by Bombcell's own functions")
@@ -155,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
     if args.live:
         with bombcell_output_to_log():  # Bombcell's import banner: never into our output
             results = with_live_rows(results, args.ks_dir)
-    overrides = parse_settings(getattr(args, "set", []))
+    overrides = parse_settings(getattr(args, "set", []), editable(results))
     explanation = explain(results, overrides=overrides)
     ids = _selected_ids(explanation, getattr(args, "cluster", None))
     written = export(explanation, args.ks_dir) if args.command == "export" else []  # errors before any output

@@ -21,7 +21,9 @@ from .rules import (
     NOISE,
     NONSOMATIC,
     PYTHON,
-    SPLIT_SWITCH,
+    SPIKEINTERFACE,
+    SPIKEINTERFACE_LABELS,
+    SPLIT_SWITCHES,
     UNLABELLED_EMPTY_UNITS,
     Rule,
     rules_for,
@@ -43,6 +45,8 @@ STATUS_TEXT = (
     "metric missing",
     "threshold missing",
 )
+# Bombcell's spelling -> SpikeInterface's, for the run's own spelling in the JSON and the dock.
+RUN_SPELLING = {ours: theirs for theirs, ours in SPIKEINTERFACE_LABELS.items()}
 # The order in which undetermined labels are listed ('GOOD or MUA').
 LABEL_ORDER = ("NOISE", "NON-SOMA", "NON-SOMA GOOD", "NON-SOMA MUA", "MUA", "GOOD", EMPTY_LABEL)
 # Above this many rules with a missing threshold, undetermined labels are not enumerated (2**n cases).
@@ -86,6 +90,8 @@ def _metric_column(metrics: pd.DataFrame, name: str) -> np.ndarray:
 
 def inactive_reason(rule: Rule, params: dict) -> str | None:
     """Why the classifier does not apply ``rule`` at all under ``params`` (None when it does)."""
+    if rule.never:
+        return rule.never
     off = [f"{flag} is {'off' if wanted else 'on'}" for flag, wanted in rule.requires
            if _switch_on(params, flag) != wanted]
     if rule.unless and all(_switch_on(params, flag) == wanted for flag, wanted in rule.unless):
@@ -168,6 +174,7 @@ class Explanation:
                     "op": rule.op,
                     "param": rule.param,
                     "group": rule.group,
+                    "abs": rule.absolute,
                     "value": _plain(self.values[row, j]),
                     "threshold": _plain(self.thresholds[j]),
                     "margin": _plain(self.margins[row, j]),
@@ -211,7 +218,8 @@ class Explanation:
             "decisive": [_failure(c) for c in decisive],
             "also_failed": [_failure(c) for c in also],
             "threshold_missing": [_failure(c) for c in comparisons if c["status"] == "threshold_missing"],
-        }
+        } | ({"run_label": RUN_SPELLING.get(str(self.labels[row]), str(self.labels[row]))}
+             if self.classifier == SPIKEINTERFACE else {})
 
     def long_table(self) -> pd.DataFrame:
         """One row per cluster and rule: value, threshold, status and margin (the audit table)."""
@@ -242,26 +250,33 @@ def _failure(c: dict) -> dict:
     out = {k: c[k] for k in ("block", "metric", "op", "param", "value", "threshold", "margin")}
     if c["group"]:
         out["group"] = c["group"]
+    if c["abs"]:
+        out["abs"] = True  # value is the metric's absolute value
     return out
 
 
 def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, classifier: str = PYTHON,
-             fill_thresholds: bool = True) -> Explanation:
+             fill_thresholds: bool = True, rules: tuple[Rule, ...] | None = None) -> Explanation:
     """Evaluate every rule of ``classifier`` for every unit, as that classifier would, and explain it.
 
+    ``rules`` are the classifier's rows (default: its fixed ones; SpikeInterface's come from the run).
     ``params`` is back-filled by the classifier's own back-fill first (switches only, without
     ``fill_thresholds``). A threshold it cannot fill leaves its rules 'threshold missing': units whose label
     depends on them are undetermined ('GOOD or MUA').
     """
-    rules = rules_for(classifier)
-    params, filled, backfill_warnings, missing_params = backfill_parameters(params, classifier, fill_thresholds)
+    rules = rules_for(classifier) if rules is None else tuple(rules)
+    if classifier == SPIKEINTERFACE:  # its thresholds are the run's own dict: nothing to back-fill
+        filled, backfill_warnings, missing_params = [], [], []
+    else:
+        params, filled, backfill_warnings, missing_params = backfill_parameters(params, classifier, fill_thresholds)
     n_units, n_rules = len(metrics), len(rules)
     cluster_ids = np.arange(n_units) if cluster_ids is None else np.asarray(cluster_ids)
 
     metric_names = {r.metric for r in rules} | {r.only_where_present for r in rules if r.only_where_present}
     columns = {name: _metric_column(metrics, name) for name in metric_names | {"nSpikes"}}
     # Stored rule-major, used as its transpose: [unit, rule] views whose rule columns are contiguous.
-    values = np.stack([columns[r.metric] for r in rules]).T if n_rules else np.empty((n_units, 0))
+    values = np.stack([np.abs(columns[r.metric]) if r.absolute else columns[r.metric] for r in rules]).T \
+        if n_rules else np.empty((n_units, 0))
     thresholds = np.array([np.nan if r.param is None else _as_float(params.get(r.param)) for r in rules])
     is_nan_rule = np.array([r.op == "isnan" for r in rules], dtype=bool)
     no_threshold = np.array([r.param in missing_params for r in rules], dtype=bool)
@@ -296,7 +311,7 @@ def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, classifier: 
     unknown = applies & no_threshold & ~np.isnan(values)
 
     empty = (columns["nSpikes"] == 0) & UNLABELLED_EMPTY_UNITS[classifier]
-    split = _switch_on(params, SPLIT_SWITCH)
+    split = _switch_on(params, SPLIT_SWITCHES[classifier])
     counts = _group_counts(holds, rules)
     codes = _combine(counts, blocks, empty, split)
     labels = _labels(codes, split)
@@ -358,12 +373,23 @@ def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, classifier: 
     return explanation
 
 
+def _group_sets(rules, group: str) -> dict[object, list[int]]:
+    """A group's conditions: members sharing an ``any_of`` tag are one condition, every other member one."""
+    sets: dict[object, list[int]] = {}
+    for j, rule in enumerate(rules):
+        if rule.group == group:
+            sets.setdefault(rule.any_of or j, []).append(j)
+    return sets
+
+
 def _group_counts(holds: np.ndarray, rules) -> np.ndarray:
-    """A grouped comparison counts only when its whole group holds."""
+    """A grouped comparison counts only when its whole group holds: every condition of it (a condition of
+    several members holds when any of them holds)."""
     counts = holds.copy()
     for group in {r.group for r in rules if r.group}:
-        members = [j for j, r in enumerate(rules) if r.group == group]
-        counts[:, members] &= holds[:, members].all(axis=1)[:, None]
+        sets = _group_sets(rules, group)
+        whole = np.all([holds[:, members].any(axis=1) for members in sets.values()], axis=0)
+        counts[:, [j for members in sets.values() for j in members]] &= whole[:, None]
     return counts
 
 
@@ -425,8 +451,9 @@ def _flip_margins(status, margins, holds, applies, rules, codes) -> np.ndarray:
     alone_flips = applies & (status == PASS) & ~np.isnan(margins)
     for j, rule in enumerate(rules):
         if rule.group:  # a group member flips the label alone only if the rest of its group already holds
-            others = [k for k, r in enumerate(rules) if r.group == rule.group and k != j]
-            alone_flips[:, j] &= holds[:, others].all(axis=1)
+            for members in _group_sets(rules, rule.group).values():
+                if j not in members:
+                    alone_flips[:, j] &= holds[:, members].any(axis=1)
     nearest_pass = np.min(margins, axis=1, where=alone_flips, initial=np.inf)
     flip = np.where(codes == GOOD_CODE, nearest_pass, nearest_failure)
     flip[~np.isfinite(flip)] = np.nan

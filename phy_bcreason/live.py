@@ -16,7 +16,7 @@ from .api import apply_judgement, bombcell_labels, explain
 from .bombcell_io import BombcellResults, BombcellResultsError, find_bombcell_dir, load_results
 from .engine import Explanation
 from .live_metrics import LiveInfo, LiveMetricsError, MetricsProcess, append_rows
-from .rules import MATLAB, PYTHON
+from .rules import MATLAB, PYTHON, SPIKEINTERFACE
 from .whatif import describe_overrides, label_changes, save_parameters
 
 logger = logging.getLogger("phy_bcreason")
@@ -41,7 +41,14 @@ COLUMNS = ("bc_label", "bc_classificationReason", "bc_nFailed", "bc_margin", "bc
 REPLACED_METADATA = ("bc_unitType", "bc_label", "bc_classificationReason", "bc_nFailed", "bc_margin", "bc_flag")
 NO_ROW_LABEL = "(no row)"
 COMPUTING_LABEL = "(computing)"
-CLASSIFIER_NAMES = {PYTHON: "Python", MATLAB: "MATLAB"}
+CLASSIFIER_NAMES = {PYTHON: "Python", MATLAB: "MATLAB", SPIKEINTERFACE: "SpikeInterface's"}
+# Why clusters made in Phy are not recomputed live for these classifiers (Python Bombcell's are).
+NOT_RECOMPUTED = {
+    MATLAB: "MATLAB Bombcell computes its metrics in MATLAB, so they are not recomputed here: re-run MATLAB "
+            "Bombcell on the curated folder to label it",
+    SPIKEINTERFACE: "SpikeInterface computed these metrics from its SortingAnalyzer, so they are not recomputed "
+                    "here: re-run bombcell.run_bombcell_qc on the curated sorting to label it",
+}
 # bc_source: where a cluster's metrics come from
 FROM_RUN, FROM_LIVE = "bombcell", "live"
 
@@ -271,7 +278,7 @@ class LiveReasons:
         return label_changes(self.saved, self.explanation)[1] if self.overrides else []
 
     def save_overrides(self) -> Path:
-        return save_parameters(self.results.folder, self.results.params, self.overrides)
+        return save_parameters(self.results.folder, self.results.params, self.overrides, self.results.thresholds)
 
     def has_row(self, cluster_id: int) -> bool:
         return self.saved is not None and int(cluster_id) in self.saved.rows
@@ -300,9 +307,8 @@ class LiveReasons:
             return f"computing Bombcell's metrics from {self.pending[cluster_id]:,} spikes…"
         if cluster_id in self.failed:
             return f"no Bombcell row ({origin}); could not recompute live: {self.failed[cluster_id]}"
-        if parents and self.results is not None and self.results.classifier != PYTHON:
-            return (f"no Bombcell row: {origin}; MATLAB Bombcell computes its metrics in MATLAB, so they are not "
-                    "recomputed here: re-run MATLAB Bombcell on the curated folder to label it")
+        if parents and self.results is not None and self.results.classifier in NOT_RECOMPUTED:
+            return f"no Bombcell row: {origin}; {NOT_RECOMPUTED[self.results.classifier]}"
         if parents:
             return f"no Bombcell row: {origin}; Bombcell did not label it"
         return "no Bombcell row for this cluster id"

@@ -15,9 +15,8 @@ import time
 from phy import IPlugin, connect, unconnect
 from qtpy.QtCore import QObject, QTimer, Signal
 
-from .api import bombcell_labels
+from .api import classifier_labels
 from .live import COLUMNS, REPLACED_METADATA, LiveReasons
-from .rules import PYTHON
 from .why_view import BombcellWhyView
 
 logger = logging.getLogger("phy")
@@ -286,12 +285,12 @@ def _close_on_ctrl_c(gui):
 
 
 def _judge(live: LiveReasons):
-    """Off the GUI thread (importing Bombcell takes seconds): the installed Bombcell classifier's labels for the
-    same results, where it is their judge (Python results with every threshold)."""
-    if live.results.classifier != PYTHON or live.saved.missing_thresholds:
+    """Off the GUI thread (importing Bombcell or SpikeInterface takes seconds): the labels of the classifier that
+    labelled the run, on the same results, where it runs here (not MATLAB's) and every threshold is known."""
+    if live.saved.missing_thresholds:
         return None
     try:
-        return bombcell_labels(live.results.metrics, live.results.params, quiet=False)
+        return classifier_labels(live.results, live.results.params, quiet=False)
     except Exception:
         logger.debug("phy-bcreason: Bombcell's own classifier could not run; labels are the rule table's",
                      exc_info=True)

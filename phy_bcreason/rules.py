@@ -1,6 +1,9 @@
 """Bombcell's classification rules as data: the single table every view reads, for every classifier.
 
 Python Bombcell: `bombcell.quality_metrics.get_quality_unit_type` and `too_many_rpvs` (0.93-0.94).
+SpikeInterface's `bombcell_label_units` (0.105, as `bombcell.run_bombcell_qc` runs it): its rows are made
+from the run's own thresholds dict by `spikeinterface_rules`, following that function's sections, NaN policies
+and compound non-somatic test.
 MATLAB Bombcell: `bc.qm.getQualityUnitType` (main @ 845f8ff) as it classifies saved results, i.e. a table
 (saveQMetrics.m, runAllQualityMetrics.m and loadSavedMetrics.m all pass one): `isfield` is false for a table,
 so its legacy `isSomatic` test and its reset of empty units never run. Where the two test a metric
@@ -20,11 +23,12 @@ MUA = "mua"
 BLOCKS = (NOISE, NONSOMATIC, MUA)
 BLOCK_TITLES = {NOISE: "NOISE", NONSOMATIC: "NON-SOMATIC", MUA: "MUA"}
 
-PYTHON, MATLAB = "python", "matlab"
-CLASSIFIERS = (PYTHON, MATLAB)
+PYTHON, MATLAB, SPIKEINTERFACE = "python", "matlab", "spikeinterface"
+CLASSIFIERS = (PYTHON, MATLAB, SPIKEINTERFACE)
 CLASSIFIER_TITLES = {
     PYTHON: "Python Bombcell (get_quality_unit_type, 0.93-0.94)",
     MATLAB: "MATLAB Bombcell (bc.qm.getQualityUnitType)",
+    SPIKEINTERFACE: "Bombcell through SpikeInterface (bombcell_label_units, 0.105)",
 }
 
 # The four comparisons Bombcell ANDs together in its first non-somatic test.
@@ -60,13 +64,20 @@ class Rule:
     exempt_when: tuple[str, str, float] | None = None
     # Readable phrase for the reason text, where the comparison itself says too little.
     phrase: str | None = None
-    classifiers: tuple[str, ...] = CLASSIFIERS
+    classifiers: tuple[str, ...] = (PYTHON, MATLAB)
+    # Within a group, members sharing this tag count as one condition that holds when any of them holds.
+    any_of: str | None = None
+    # The absolute value of the metric is compared (SpikeInterface's "abs").
+    absolute: bool = False
+    # Why the rule is never applied with this run's thresholds (SpikeInterface's incomplete compound test).
+    never: str | None = None
 
     @property
     def name(self) -> str:
+        metric = f"|{self.metric}|" if self.absolute else self.metric
         if self.op == "isnan":
-            return f"isnan({self.metric})"
-        return f"{self.metric}{self.op}{self.param}"
+            return f"isnan({metric})"
+        return f"{metric}{self.op}{self.param}"
 
 
 def _only(classifier: str, *rules: Rule, **changes) -> tuple[Rule, ...]:
@@ -128,17 +139,103 @@ RULES: tuple[Rule, ...] = (
     *_only(MATLAB, *_DISTANCE, requires_set="isoDmin"),
 )
 
-# Switches that change how the blocks combine rather than which rules apply.
-SPLIT_SWITCH = "splitGoodAndMua_NonSomatic"
+# The switch that splits non-somatic units into good and MUA ones (it changes how the blocks combine).
+SPLIT_SWITCHES = {PYTHON: "splitGoodAndMua_NonSomatic", MATLAB: "splitGoodAndMua_NonSomatic",
+                  SPIKEINTERFACE: "split_non_somatic"}
+SPLIT_SWITCH = SPLIT_SWITCHES[PYTHON]
 # Units with nSpikes == 0: Python leaves them unlabelled (""); MATLAB labels them like any unit (its reset
-# to NaN is behind `isfield(qMetric, 'nSpikes')`, false for the table it classifies).
-UNLABELLED_EMPTY_UNITS = {PYTHON: True, MATLAB: False}
+# to NaN is behind `isfield(qMetric, 'nSpikes')`, false for the table it classifies); so does SpikeInterface.
+UNLABELLED_EMPTY_UNITS = {PYTHON: True, MATLAB: False, SPIKEINTERFACE: False}
+# SpikeInterface's label spelling -> Bombcell's.
+SPIKEINTERFACE_LABELS = {"good": "GOOD", "mua": "MUA", "noise": "NOISE", "non_soma": "NON-SOMA",
+                         "non_soma_good": "NON-SOMA GOOD", "non_soma_mua": "NON-SOMA MUA"}
+
+# -- SpikeInterface: rows made from a run's thresholds dict -----------------------------------------------
+# bombcell_label_units: a section's metric fails outside its inclusive band [greater, less] (of |value| with
+# "abs"). noise: a NaN fails too. mua: NaN is ignored but for the metrics below. non-somatic: (every width
+# metric fails or is NaN) AND (any ratio metric fails), OR the main-peak ratio fails, OR every other metric of
+# the section fails or is NaN.
+SI_SECTIONS = {"noise": NOISE, "mua": MUA, "non-somatic": NONSOMATIC}
+SI_NAN_FAILS = {"noise": None, "mua": {"sliding_rp_violation"}}  # None: every metric of the section
+SI_WIDTHS = ("peak_before_width", "trough_width")
+SI_RATIOS = ("peak_before_to_trough_ratio", "peak_before_to_peak_after_ratio")
+SI_MAIN_PEAK = ("main_peak_to_trough_ratio",)
+SI_SHAPE_GROUP, SI_EXTRA_GROUP = "si_shape", "si_extra"
+GROUP_PHRASES[SI_SHAPE_GROUP] = "narrow peak and trough and a large peak ratio"
+GROUP_PHRASES[SI_EXTRA_GROUP] = "every other non-somatic metric"
+
+
+def threshold_name(section: str, metric: str, side: str) -> str:
+    """The parameter name of one SpikeInterface threshold: 'mua.amplitude_median.greater'."""
+    return f"{section}.{metric}.{side}"
+
+
+def _enabled(value) -> bool:
+    return value is not None and not (isinstance(value, float) and value != value)
+
+
+def spikeinterface_rules(thresholds: dict, columns) -> tuple[tuple[Rule, ...], list[str]]:
+    """The rows of SpikeInterface's classifier for a run's thresholds dict, and the thresholded metrics the
+    table lacks (bombcell_label_units drops those thresholds)."""
+    rules, dropped = [], []
+    sections = {section: thresholds.get(section) or {} for section in SI_SECTIONS}
+    shape = sections["non-somatic"]
+    has_width = any(m in shape and m in columns and _band(shape[m]) for m in SI_WIDTHS)
+    has_ratio = any(m in shape and m in columns and _band(shape[m]) for m in SI_RATIOS)
+    for section, block in SI_SECTIONS.items():
+        for metric, threshold in sections[section].items():
+            if metric not in columns:
+                dropped.append(metric)
+                continue
+            sides = _band(threshold)
+            if not sides:
+                continue
+            common = {"absolute": bool(threshold.get("abs", False)), "classifiers": (SPIKEINTERFACE,)}
+            nan_fails = section == "noise" or metric in (SI_NAN_FAILS.get(section) or ())
+            if section == "non-somatic":
+                if metric in SI_WIDTHS or metric in SI_RATIOS:
+                    common["group"], nan_fails = SI_SHAPE_GROUP, metric in SI_WIDTHS
+                    common["any_of"] = "ratio" if metric in SI_RATIOS else metric
+                    if not (has_width and has_ratio):
+                        common["never"] = ("this run has no " + ("width" if not has_width else "ratio") +
+                                           " threshold, so SpikeInterface's narrow-and-large-ratio test never holds")
+                elif metric not in SI_MAIN_PEAK:
+                    common["group"], common["any_of"], nan_fails = SI_EXTRA_GROUP, metric, True
+            for side, op in sides:
+                rules.append(Rule(block, metric, op, threshold_name(section, metric, side), **common))
+            if nan_fails:
+                rules.append(Rule(block, metric, "isnan", None, **common))
+    return tuple(rules), dropped
+
+
+def _band(threshold: dict) -> list[tuple[str, str]]:
+    """The enabled sides of a SpikeInterface threshold as (side, the comparison that fails)."""
+    return [(side, op) for side, op in (("greater", "<"), ("less", ">")) if _enabled(threshold.get(side))]
+
+
+def flatten_thresholds(thresholds: dict) -> dict:
+    """{'noise': {'snr': {'greater': 5}}} -> {'noise.snr.greater': 5.0} (enabled sides only)."""
+    return {threshold_name(section, metric, side): float(threshold[side])
+            for section in SI_SECTIONS for metric, threshold in (thresholds.get(section) or {}).items()
+            for side, _ in _band(threshold)}
+
+
+def unflatten_thresholds(thresholds: dict, params: dict) -> dict:
+    """The run's thresholds dict with ``params``' values for its enabled sides (what-if edits)."""
+    edited = {section: {metric: dict(threshold) for metric, threshold in metrics.items()}
+              for section, metrics in thresholds.items()}
+    for section, metrics in edited.items():
+        for metric, threshold in metrics.items():
+            for side, _ in _band(threshold):
+                threshold[side] = params.get(threshold_name(section, metric, side), threshold[side])
+    return edited
 
 
 @cache
 def rules_for(classifier: str) -> tuple[Rule, ...]:
-    if classifier not in CLASSIFIERS:
-        raise ValueError(f"unknown classifier {classifier!r} (one of {', '.join(CLASSIFIERS)})")
+    """The fixed rows of a classifier (SpikeInterface's come from each run: `spikeinterface_rules`)."""
+    if classifier not in (PYTHON, MATLAB):
+        raise ValueError(f"no fixed rule table for {classifier!r}")
     return tuple(rule for rule in RULES if classifier in rule.classifiers)
 
 
@@ -146,18 +243,16 @@ def _unique(names) -> tuple[str, ...]:
     return tuple(dict.fromkeys(name for name in names if name))
 
 
-@cache
-def switches_for(classifier: str) -> tuple[str, ...]:
+def switches_for(classifier: str, rules: tuple[Rule, ...] | None = None) -> tuple[str, ...]:
     """Every parameter switch the classifier's rules or its label combination read."""
-    rules = rules_for(classifier)
+    rules = rules_for(classifier) if rules is None else rules
     return _unique([flag for rule in rules for flag, _ in rule.requires + rule.unless]
-                   + [rule.exempt_when[0] for rule in rules if rule.exempt_when] + [SPLIT_SWITCH])
+                   + [rule.exempt_when[0] for rule in rules if rule.exempt_when] + [SPLIT_SWITCHES[classifier]])
 
 
-@cache
-def thresholds_for(classifier: str) -> tuple[str, ...]:
+def thresholds_for(classifier: str, rules: tuple[Rule, ...] | None = None) -> tuple[str, ...]:
     """Threshold parameters the classifier's rules read, in table order."""
-    return _unique(rule.param for rule in rules_for(classifier))
+    return _unique(rule.param for rule in (rules_for(classifier) if rules is None else rules))
 
 
 @cache
@@ -169,6 +264,6 @@ def metrics_for(classifier: str) -> tuple[str, ...]:
 
 
 # Every switch and threshold any classifier reads (what-if edits, key repair), and Python's metrics.
-SWITCHES: tuple[str, ...] = _unique(name for c in CLASSIFIERS for name in switches_for(c))
-THRESHOLDS: tuple[str, ...] = _unique(name for c in CLASSIFIERS for name in thresholds_for(c))
+SWITCHES: tuple[str, ...] = _unique(name for c in (PYTHON, MATLAB) for name in switches_for(c))
+THRESHOLDS: tuple[str, ...] = _unique(name for c in (PYTHON, MATLAB) for name in thresholds_for(c))
 METRICS: tuple[str, ...] = metrics_for(PYTHON)

@@ -6,6 +6,7 @@ names what may be edited and describes the difference.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import Counter
 from pathlib import Path
@@ -14,22 +15,31 @@ import numpy as np
 import pandas as pd
 
 from .engine import Explanation
-from .rules import SWITCHES, THRESHOLDS
+from .rules import SWITCHES, THRESHOLDS, switches_for, thresholds_for, unflatten_thresholds
 
-EDITABLE: tuple[str, ...] = THRESHOLDS + SWITCHES
 WHATIF_PREFIX = "_bc_parameters.whatif-"
+SI_WHATIF_PREFIX = "thresholds.whatif-"
 
 
 class WhatIfError(ValueError):
     """An edit that cannot be applied; one line for the user."""
 
 
-def parse_value(name: str, text: str) -> float | bool:
-    if name not in EDITABLE:
+def editable(results=None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """(thresholds, switches) an edit may name: the run's own for SpikeInterface results, else Bombcell's."""
+    if results is None or results.rules is None:
+        return THRESHOLDS, SWITCHES
+    return thresholds_for(results.classifier, results.rules), switches_for(results.classifier, results.rules)
+
+
+def parse_value(name: str, text: str, names: tuple[tuple[str, ...], tuple[str, ...]] = (THRESHOLDS, SWITCHES)
+                ) -> float | bool:
+    thresholds, switches = names
+    if name not in thresholds and name not in switches:
         raise WhatIfError(f"{name}: not a Bombcell threshold or switch the rules read "
-                          f"(thresholds: {', '.join(THRESHOLDS)}; switches: {', '.join(SWITCHES)})")
+                          f"(thresholds: {', '.join(thresholds)}; switches: {', '.join(switches)})")
     text = str(text).strip()
-    if name in SWITCHES:
+    if name in switches:
         words = {"true": True, "on": True, "1": True, "yes": True,
                  "false": False, "off": False, "0": False, "no": False}
         if text.lower() not in words:
@@ -41,21 +51,21 @@ def parse_value(name: str, text: str) -> float | bool:
         raise WhatIfError(f"{name}: expected a number, got {text!r}") from None
 
 
-def parse_settings(settings: list[str]) -> dict:
+def parse_settings(settings: list[str], names=(THRESHOLDS, SWITCHES)) -> dict:
     """['maxRPVviolations=0.2', 'splitGoodAndMua_NonSomatic=on'] -> overrides."""
     overrides = {}
     for setting in settings or []:
         name, sep, value = setting.partition("=")
         if not sep:
             raise WhatIfError(f"{setting}: expected NAME=VALUE")
-        overrides[name.strip()] = parse_value(name.strip(), value)
+        overrides[name.strip()] = parse_value(name.strip(), value, names)
     return overrides
 
 
 def describe_overrides(saved_params: dict, overrides: dict) -> str:
     """'maxRPVviolations 0.1 -> 0.2, splitGoodAndMua_NonSomatic off -> on'."""
     def show(name, value):
-        if name in SWITCHES:
+        if name in SWITCHES or isinstance(value, bool | np.bool_):
             return "on" if bool(value) else "off"
         return "unset" if value is None else f"{float(value):g}"
 
@@ -71,20 +81,25 @@ def label_changes(saved: Explanation, edited: Explanation) -> tuple[str, list[in
     return text, [int(saved.cluster_ids[i]) for i in changed]
 
 
-def save_parameters(folder: Path, params: dict, overrides: dict) -> Path:
-    """Write the saved parameters with the edits applied, as a one-row parquet Bombcell users can load:
+def save_parameters(folder: Path, params: dict, overrides: dict, thresholds: dict | None = None) -> Path:
+    """Write the saved parameters with the edits applied, next to the results under a new name (never over
+    the run's own file): as a one-row parquet Bombcell users can load,
 
         param = pandas.read_parquet(path).iloc[0].to_dict(); bombcell.run_bombcell(ks_dir, save_path, param)
 
-    Next to the Bombcell results, under a new name: never over the original parameter file.
+    or, for SpikeInterface results (``thresholds``, the run's dict), as the thresholds JSON that
+    ``bombcell.run_bombcell_qc(analyzer, thresholds=path)`` and ``bombcell_label_units`` read.
     """
-    path = Path(folder) / f"{WHATIF_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}.parquet"
-    n = 1
-    while path.exists():
-        path = path.with_name(f"{WHATIF_PREFIX}{time.strftime('%Y%m%d-%H%M%S')}-{n}.parquet")
-        n += 1
     edited = {**params, **overrides}
-    pd.DataFrame([edited]).to_parquet(path)
+    prefix, suffix = (SI_WHATIF_PREFIX, ".json") if thresholds is not None else (WHATIF_PREFIX, ".parquet")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path, n = Path(folder) / f"{prefix}{stamp}{suffix}", 1
+    while path.exists():
+        path, n = Path(folder) / f"{prefix}{stamp}-{n}{suffix}", n + 1
+    if thresholds is not None:
+        path.write_text(json.dumps(unflatten_thresholds(thresholds, edited), indent=2), encoding="utf-8")
+    else:
+        pd.DataFrame([edited]).to_parquet(path)
     return path
 
 

@@ -25,10 +25,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .engine import STATUS_NAMES, STATUS_TEXT
+from .engine import RUN_SPELLING, STATUS_NAMES, STATUS_TEXT
 from .live import LiveReasons
-from .rules import BLOCK_TITLES, BLOCKS, GROUP_PHRASES, SWITCHES, switches_for
-from .whatif import WhatIfError, parse_value, population
+from .rules import BLOCK_TITLES, BLOCKS, GROUP_PHRASES, SPIKEINTERFACE, SWITCHES, switches_for
+from .whatif import WhatIfError, editable, parse_value, population
 
 HEADERS = ("metric", "value", "test", "threshold", "margin", "status", "parameter")
 STATUS_COLUMN = HEADERS.index("status")
@@ -86,7 +86,8 @@ def _rule_line(c: dict, depth: int) -> Line:
     if c["status"] == "threshold_missing":
         threshold = "missing"
     margin = "" if c["margin"] is None else f"{c['margin']:+.3g}"
-    cells = (c["metric"], _fmt(c["value"]), test, threshold, margin, status_text, c["param"] or "")
+    metric = f"|{c['metric']}|" if c["abs"] else c["metric"]
+    cells = (metric, _fmt(c["value"]), test, threshold, margin, status_text, c["param"] or "")
     return Line(depth, cells, c["status"], param=c["param"])
 
 
@@ -108,7 +109,9 @@ def dock_content(live: LiveReasons, cluster_id: int) -> DockContent:
     row = live.row(cluster_id)
     label = str(explanation.labels[row])
     source = live.source_line(cluster_id)
-    title = f"cluster {cluster_id}: {label or '(empty)'}" + (" (recomputed live)" if source else "")
+    run_label = RUN_SPELLING.get(label) if explanation.classifier == SPIKEINTERFACE else None
+    title = (f"cluster {cluster_id}: {label or '(empty)'}" + (f" ({run_label})" if run_label else "")
+             + (" (recomputed live)" if source else ""))
     flag = ""
     if explanation.flagged[row]:
         flag = (f"Flagged: Bombcell gave {label or '(empty)'}, the {explanation.classifier} rules below give "
@@ -200,7 +203,8 @@ class BombcellWhyView(QWidget):
         self.on_list = None
         self.switches = {}
         switches = QGridLayout()
-        for i, name in enumerate(switches_for(live.results.classifier) if live.results else SWITCHES):
+        for i, name in enumerate(switches_for(live.results.classifier, live.results.rules) if live.results
+                                 else SWITCHES):
             box = QCheckBox(name)
             box.setToolTip(f"What-if: turn Bombcell's {name} on or off")
             box.toggled.connect(lambda checked, name=name: self._edit(name, checked))
@@ -274,7 +278,7 @@ class BombcellWhyView(QWidget):
         if self.live.results is None or self._filling:
             return
         try:
-            value = parse_value(name, value)
+            value = parse_value(name, value, editable(self.live.results))
         except WhatIfError as exc:
             self.whatif.setText(str(exc))
             self.banner.setVisible(True)

@@ -12,6 +12,11 @@ opens, so open copies in Phy.
   extractRaw on (``expected_labels(raw=True)``: the small unit becomes MUA).
 - ``bombcell_rerun(ks_dir, overrides, name)``: Bombcell again with parameter overrides into
   ``ks_dir / name``, once per session for a given (ks_dir, name).
+- ``si_dataset(variant="default", layout="export") -> si_builder.SIDataset``: the same units
+  labelled by Bombcell through SpikeInterface (``bombcell.run_bombcell_qc``), built once per
+  session per (variant, layout); see ``tests/si_builder.py``. Read-only: ``si_dataset_copy``.
+- ``si_dataset_copy(variant="default", layout="export", dst=None) -> SIDataset``: a private
+  copy (phy folder and results), under the test's tmp_path unless ``dst`` is given.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ if str(REPO) not in sys.path:
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 from tests import dataset_builder as dsb  # noqa: E402
+from tests import si_builder  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -84,6 +90,34 @@ def bombcell_rerun():
         return path
 
     return rerun
+
+
+@pytest.fixture(scope="session")
+def si_dataset(tmp_path_factory):
+    """``si_dataset(variant="default", layout="export") -> SIDataset``, built once per session."""
+    built: dict[tuple[str, str], si_builder.SIDataset] = {}
+
+    def get(variant: str = "default", layout: str = "export") -> si_builder.SIDataset:
+        key = (variant, layout)
+        if key not in built:
+            out = tmp_path_factory.mktemp(f"si_{variant}_{layout}") / "data"
+            built[key] = si_builder.build_si_dataset(out, variant=variant, layout=layout, seed=0)
+        return built[key]
+
+    return get
+
+
+@pytest.fixture
+def si_dataset_copy(si_dataset, tmp_path):
+    """``copy(variant="default", layout="export", dst=None) -> SIDataset``: a private copy to edit or open."""
+    n = [0]
+
+    def copy(variant: str = "default", layout: str = "export", dst=None) -> si_builder.SIDataset:
+        n[0] += 1
+        dst = Path(dst) if dst is not None else tmp_path / f"si_{variant}_{layout}_{n[0]}"
+        return si_builder.si_dataset_copy(si_dataset(variant, layout), dst)
+
+    return copy
 
 
 @pytest.fixture(scope="session")

@@ -49,6 +49,7 @@ __all__ = [
     "UnitSpec",
     "UNIT_SPECS",
     "expected_labels",
+    "simulate",
     "make_kilosort_folder",
     "run_bombcell",
     "build_dataset",
@@ -479,26 +480,18 @@ def _write_params(ks_dir: Path, dat_path: str, n_channels: int, dtype: str):
     )
 
 
-def make_kilosort_folder(out_dir, *, seed=0, duration_s=DEFAULT_DURATION_S, with_raw=False) -> Path:
-    """Simulate a recording and write the Kilosort folder of its (deliberately imperfect) sorting.
+def simulate(seed: int = 0, duration_s: float = DEFAULT_DURATION_S) -> dict:
+    """The simulated recording and the sorting output of the designed units (no file written).
 
-    ``out_dir`` must not exist or be empty. Writes spike_times.npy, spike_templates.npy,
-    spike_clusters.npy, amplitudes.npy, templates.npy (dense, 61 samples, unwhitened),
-    channel_map.npy, channel_positions.npy, whitening_mat.npy / whitening_mat_inv.npy
-    (identity), pc_features.npy, pc_feature_ind.npy, similar_templates.npy, params.py,
-    cluster_group.tsv, and ground_truth.json (the design of each cluster). With
-    ``with_raw`` also ``recording.bin`` (int16, GAIN_TO_UV uV per bit), named by params.py.
+    Returns a dict: ``design`` (see ``_design``), ``recording`` (lazy, uV gains set),
+    ``sorting`` (cluster ``i`` = ``UNIT_SPECS[i]``, unit ids 0..N-1), the ground-truth spike
+    ``samples``, neuron ``labels``, amplitude ``factors`` and ``clusters`` (cluster of each
+    spike, in the same order), and ``main_channels`` (best channel of each cluster).
     """
-    from spikeinterface.core import NumpySorting, create_sorting_analyzer
+    from spikeinterface.core import NumpySorting
     from spikeinterface.core.generate import InjectTemplatesRecording
-    from spikeinterface.exporters import export_to_phy
     from spikeinterface.generation.noise_tools import NoiseGeneratorRecording
 
-    out_dir = Path(out_dir)
-    if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir} is not empty")
-    if out_dir.exists():
-        out_dir.rmdir()
     seed = int(seed)
     design = _design(seed, float(duration_s))
     n_neurons = len(design["trains"])
@@ -535,12 +528,41 @@ def make_kilosort_folder(out_dir, *, seed=0, duration_s=DEFAULT_DURATION_S, with
     n_clusters = len(UNIT_SPECS)
     sorting = NumpySorting.from_samples_and_labels([samples], [clusters], FS, unit_ids=np.arange(n_clusters))
 
-    job_kwargs = _job_kwargs()
     # main channels are known from the design: spares SpikeInterface a pass over the recording
     main_channels = np.array([
         int(np.ptp(design["templates"][np.flatnonzero(design["cluster_of_neuron"] == k)[0]], axis=0).argmax())
         for k in range(n_clusters)
     ])
+    return dict(design=design, recording=recording, sorting=sorting, samples=samples, labels=labels,
+                factors=factors, clusters=clusters, main_channels=main_channels)
+
+
+def make_kilosort_folder(out_dir, *, seed=0, duration_s=DEFAULT_DURATION_S, with_raw=False) -> Path:
+    """Simulate a recording and write the Kilosort folder of its (deliberately imperfect) sorting.
+
+    ``out_dir`` must not exist or be empty. Writes spike_times.npy, spike_templates.npy,
+    spike_clusters.npy, amplitudes.npy, templates.npy (dense, 61 samples, unwhitened),
+    channel_map.npy, channel_positions.npy, whitening_mat.npy / whitening_mat_inv.npy
+    (identity), pc_features.npy, pc_feature_ind.npy, similar_templates.npy, params.py,
+    cluster_group.tsv, and ground_truth.json (the design of each cluster). With
+    ``with_raw`` also ``recording.bin`` (int16, GAIN_TO_UV uV per bit), named by params.py.
+    """
+    from spikeinterface.core import create_sorting_analyzer
+    from spikeinterface.exporters import export_to_phy
+
+    out_dir = Path(out_dir)
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir} is not empty")
+    if out_dir.exists():
+        out_dir.rmdir()
+    seed = int(seed)
+    sim = simulate(seed, duration_s)
+    design, recording, sorting = sim["design"], sim["recording"], sim["sorting"]
+    samples, labels, factors, clusters = sim["samples"], sim["labels"], sim["factors"], sim["clusters"]
+    main_channels = sim["main_channels"]
+    n_clusters = len(UNIT_SPECS)
+
+    job_kwargs = _job_kwargs()
     analyzer = create_sorting_analyzer(
         sorting, recording, format="memory", sparse=False, return_in_uV=True, seed=seed,
         main_channel_indices=main_channels,
