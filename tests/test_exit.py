@@ -98,6 +98,10 @@ def _wait_until(condition, limit: float) -> bool:
     return condition()
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start_phy(tmp_path: Path, mode: str, early: bool):
     home = tmp_path / "home"
     config_dir = home / ".phy"
@@ -111,10 +115,11 @@ def _start_phy(tmp_path: Path, mode: str, early: bool):
                BCREASON_EXIT_EARLY="1" if early else "0", BCREASON_EXIT_STATUS=str(status),
                PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
     out, err = open(tmp_path / "stdout.txt", "wb"), open(tmp_path / "stderr.txt", "wb")
-    # its own process group, so that Ctrl-C can be sent to it as a terminal sends it (not to pytest)
+    # Its own process group, so that Ctrl-C can be sent to it as a terminal sends it (not to pytest), and Ctrl-C
+    # not ignored (as it is for a job started in the background by a non-interactive shell, and what it starts)
     proc = subprocess.Popen([sys.executable, "-c", PHY_CLI, "template-gui", str(ks_dir / "params.py")],
                             stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=tmp_path,
-                            start_new_session=True)
+                            start_new_session=True, preexec_fn=_ctrl_c_as_in_a_terminal)
     out.close()
     err.close()
     return proc, status
