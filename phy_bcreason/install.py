@@ -398,6 +398,7 @@ def uninstall(config_dir: Path, dry_run: bool = False) -> list[str]:
 # are found through a meta-path finder (not a sys.path entry), user installs through the user site.
 _FIND_SCRIPT = r"""
 import importlib.util, json, os, site, sys
+sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())]  # `phy` does not run from the current folder
 def where(name):
     try:
         spec = importlib.util.find_spec(name)
