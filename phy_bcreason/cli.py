@@ -99,6 +99,44 @@ def export(explanation: Explanation, ks_dir: Path) -> list[Path]:
     return [reason_path, audit_path]
 
 
+def concordance_output(results, explanation: Explanation, args) -> str:
+    from .concordance import concordance, read_groups, suggest, suggest_jointly
+
+    path = args.labels or Path(args.ks_dir) / "cluster_group.tsv"
+    if not path.is_file():
+        raise UsageError(f"{path}: file not found (label clusters good/mua/noise in Phy and save, or pass --labels)")
+    groups = read_groups(path)
+    if not groups:
+        raise UsageError(f"{path}: no cluster labelled good, mua or noise")
+    result = concordance(explanation, groups)
+    singles = suggest(explanation, groups)
+    joint = suggest_jointly(results, groups)
+    if args.json:
+        return json.dumps({
+            "labelled": len(result.user), "agree": result.agree, "table": result.table.to_dict(),
+            "disagreements": result.disagreements,
+            "suggestions": [{**vars(s), "net": s.net} for s in singles],
+            "joint": vars(joint),
+        })
+    lines = [f"{result.agree} of {len(result.user)} labelled clusters agree with Bombcell ({path.name})", "",
+             "Bombcell (rows) against your labels (columns):", result.table.to_string(), ""]
+    lines += [f"cluster {d['cluster_id']}: you {d['user']}, Bombcell {d['label']}: {', '.join(d['rules'])}"
+              for d in result.disagreements]
+    lines += ["", "One threshold at a time (the others held; checked by the same rules):"]
+    for s in singles:
+        moves = "; ".join(f"{move}: cluster {', '.join(str(c) for c, m in s.flipped.items() if m == move)}"
+                          for move in s.flips)
+        lines.append(f"  {s.param} {s.current:g} -> {s.suggested:g}: agree {s.agree_before} -> {s.agree_after} of "
+                     f"{s.n_labelled}; flips over all units: {moves}")
+    if not singles:
+        lines.append("  none agrees better")
+    moved = ", ".join(f"{k} {explanation.params[k]:g} -> {v:g}" for k, v in joint.overrides.items()) or "none"
+    lines += ["", f"Together: {moved}: agree {joint.agree_before} -> {joint.agree_after} of {joint.n_labelled}; "
+                  f"on labels held out of the fit {joint.held_out_before:.0%} -> {joint.held_out_after:.0%}",
+              "Try one: phy-bcreason summary KS_DIR --set NAME=VALUE, or the what-if in Phy's dock."]
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="phy-bcreason", description=__doc__)
     parser.add_argument("--version", action="version", version=f"phy-bcreason {__version__}")
@@ -133,6 +171,14 @@ def build_parser() -> argparse.ArgumentParser:
     add_folder_args(p)
     add_set_arg(p)
 
+    p = sub.add_parser("concordance", help="your Phy labels against Bombcell's: agreement, the rules behind each "
+                                           "disagreement, and thresholds that would agree better")
+    add_folder_args(p)
+    p.add_argument("--labels", type=Path, default=None, metavar="FILE",
+                   help="a TSV with cluster_id and group (good/mua/noise), like Phy's cluster_group.tsv "
+                        "(default: the folder's own cluster_group.tsv)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
     p = sub.add_parser("demo", help="open Phy on the bundled demo dataset with the plugin attached")
     p.add_argument("--screenshot", type=Path, default=None, metavar="FILE",
                    help="save the window as a PNG and exit")
@@ -159,7 +205,9 @@ def run(args: argparse.Namespace) -> int:
     overrides = parse_settings(getattr(args, "set", []), editable(results))
     explanation = explain(results, overrides=overrides)
     ids = _selected_ids(explanation, getattr(args, "cluster", None))
-    written = export(explanation, args.ks_dir) if args.command == "export" else []  # errors before any output
+    # errors before any output
+    written = export(explanation, args.ks_dir) if args.command == "export" else []
+    report = concordance_output(results, explanation, args) if args.command == "concordance" else None
     print(f"classifier: {explanation.classified_by}", file=sys.stderr)
     for note in explanation.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -174,6 +222,8 @@ def run(args: argparse.Namespace) -> int:
             print(explain_text(explanation, ids))
     elif args.command == "summary":
         print(summary_text(explanation))
+    elif report is not None:
+        print(report)
     for path in written:
         print(f"wrote {path}")
     return 0

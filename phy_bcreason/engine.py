@@ -131,6 +131,8 @@ class Explanation:
     rule_labels: np.ndarray | None = None   # what the rules give ('GOOD or MUA' where undetermined)
     flagged: np.ndarray | None = None       # a judge's label differs from the rules'
     rule_reasons: np.ndarray | None = None  # the reasons as the rules give them, before any judge
+    exempt: np.ndarray | None = None        # [unit, rule]: exempt from the rule (keepUncertainRPVUnits)
+    empty: np.ndarray | None = None         # units the classifier leaves unlabelled (no spikes)
     notes: list[str] = field(default_factory=list)
     source: Path | None = None              # the Bombcell folder the metrics came from
     mismatches: pd.DataFrame | None = None  # units where a judge (saved labels, Bombcell's classifier) disagreed
@@ -358,6 +360,8 @@ def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, classifier: 
         undetermined=undetermined,
         rule_labels=rule_labels,
         flagged=np.zeros(n_units, dtype=bool),
+        exempt=exempt,
+        empty=empty,
         notes=list(backfill_warnings),
     )
     if filled and fill_thresholds:  # without a parameter file the loader's note says it all
@@ -384,18 +388,23 @@ def _group_sets(rules, group: str) -> dict[object, list[int]]:
 
 def _group_counts(holds: np.ndarray, rules) -> np.ndarray:
     """A grouped comparison counts only when its whole group holds: every condition of it (a condition of
-    several members holds when any of them holds)."""
+    several members holds when any of them holds). ``holds`` is [..., unit, rule]."""
     counts = holds.copy()
     for group in {r.group for r in rules if r.group}:
         sets = _group_sets(rules, group)
-        whole = np.all([holds[:, members].any(axis=1) for members in sets.values()], axis=0)
-        counts[:, [j for members in sets.values() for j in members]] &= whole[:, None]
+        whole = np.all([holds[..., members].any(axis=-1) for members in sets.values()], axis=0)
+        counts[..., [j for members in sets.values() for j in members]] &= whole[..., None]
     return counts
 
 
 def _combine(counts: np.ndarray, blocks: np.ndarray, empty: np.ndarray, split: bool) -> np.ndarray:
-    """Bombcell's numeric unit types from the comparisons that count, as both classifiers combine them."""
-    in_block = {b: counts[:, blocks == b].any(axis=1) for b in BLOCKS}
+    """Bombcell's numeric unit types from the comparisons that count ([..., unit, rule]), as every classifier
+    combines them."""
+    return _combine_blocks({b: counts[..., blocks == b].any(axis=-1) for b in BLOCKS}, empty, split)
+
+
+def _combine_blocks(in_block: dict[str, np.ndarray], empty: np.ndarray, split: bool) -> np.ndarray:
+    """The same, from whether each block has a comparison that counts ([..., unit] each)."""
     noise = ~empty & in_block[NOISE]
     mua = ~noise & in_block[MUA]
     nonsomatic = in_block[NONSOMATIC]
@@ -405,12 +414,12 @@ def _combine(counts: np.ndarray, blocks: np.ndarray, empty: np.ndarray, split: b
         codes[(codes == MUA_CODE) & nonsomatic] = NONSOMA_MUA_CODE
     else:
         codes[(codes != NOISE_CODE) & nonsomatic] = NONSOMA_CODE
-    codes[empty] = np.nan
+    codes[..., empty] = np.nan
     return codes
 
 
 def _labels(codes: np.ndarray, split: bool) -> np.ndarray:
-    labels = np.full(len(codes), EMPTY_LABEL, dtype=object)
+    labels = np.full(codes.shape, EMPTY_LABEL, dtype=object)
     for code, name in label_names(split).items():
         labels[codes == code] = name
     return labels
@@ -506,3 +515,54 @@ def _reason_text(label: str, decisive: list[Rule]) -> str:
         else:
             phrases.append(_phrase(rule))
     return f"{label}: {', '.join(phrases)}" if phrases else f"{label}: (no decisive comparison found)"
+
+
+def labels_with_threshold(explanation: Explanation, param: str | None, candidates: np.ndarray, rows: np.ndarray
+                          ) -> np.ndarray:
+    """The rules' labels of units ``rows`` if threshold ``param`` were each of ``candidates``, all else held
+    ([candidate, unit]), as `evaluate` would give them."""
+    split = _switch_on(explanation.params, SPLIT_SWITCHES[explanation.classifier])
+    return _labels(codes_with_threshold(explanation, param, candidates, rows), split)
+
+
+def codes_with_threshold(explanation: Explanation, param: str | None, candidates: np.ndarray, rows: np.ndarray
+                         ) -> np.ndarray:
+    """Bombcell's numeric unit types of units ``rows`` if threshold ``param`` were each of ``candidates``
+    ([candidate, unit]): the same comparisons and combination as `evaluate`, for every candidate at once. Only
+    the comparison on ``param`` changes, so every other one is combined once."""
+    rules = explanation.rules
+    blocks = np.array([r.block for r in rules])
+    split = _switch_on(explanation.params, SPLIT_SWITCHES[explanation.classifier])
+    holds = explanation.holds[rows]
+    empty = explanation.empty[rows]
+    columns = [j for j, rule in enumerate(rules) if param and rule.param == param and j not in explanation.inactive]
+    if not columns:
+        return np.repeat(_combine(_group_counts(holds, rules), blocks, empty, split)[None], len(candidates), axis=0)
+    candidates = np.asarray(candidates, dtype=float)[:, None]
+    fires = {}
+    with np.errstate(invalid="ignore"):
+        for j in columns:
+            values = explanation.values[rows, j][None]
+            kept = explanation.applies[rows, j] & ~explanation.exempt[rows, j]  # as `evaluate` keeps them
+            fires[j] = (values > candidates if rules[j].op == ">" else values < candidates) & kept[None]
+    held = holds.copy()
+    held[:, columns] = False
+    groups = {rules[j].group for j in columns if rules[j].group}
+    fixed = np.array([r.group not in groups for r in rules])  # rules whose count does not vary
+    counts = _group_counts(held, rules)
+    in_block = {b: counts[:, (blocks == b) & fixed].any(axis=-1)[None] for b in BLOCKS}
+    for j in columns:
+        if not rules[j].group:
+            in_block[rules[j].block] = in_block[rules[j].block] | fires[j]
+    for group in groups:
+        whole = np.ones((1, len(rows)), dtype=bool)
+        for members in _group_sets(rules, group).values():
+            condition = held[:, members].any(axis=-1)[None]
+            for j in members:
+                if j in fires:
+                    condition = condition | fires[j]
+            whole = whole & condition
+        block = rules[next(j for j in columns if rules[j].group == group)].block
+        in_block[block] = in_block[block] | whole
+    shape = (len(candidates), len(rows))
+    return _combine_blocks({b: np.broadcast_to(v, shape) for b, v in in_block.items()}, empty, split)

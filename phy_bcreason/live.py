@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .api import apply_judgement, bombcell_labels, explain
+from .api import apply_judgement, explain
 from .bombcell_io import BombcellResults, BombcellResultsError, find_bombcell_dir, load_results
 from .engine import Explanation
 from .live_metrics import LiveInfo, LiveMetricsError, MetricsProcess, append_rows
@@ -74,6 +74,7 @@ class LiveReasons:
         self._computed: pd.DataFrame | None = None       # the worker's copy of live_metrics
         self._judged: dict[int, str] = {}                # Bombcell's own label per cluster id, where known
         self._columns: dict[int, dict] = {}
+        self._groups, self._groups_of = None, None  # Bombcell's Phy group per row, for bc_agrees
         self._refresh_columns()
 
     def _refresh_columns(self, cluster_ids=None) -> None:
@@ -179,8 +180,8 @@ class LiveReasons:
             update.error = "Bombcell's metric functions failed on it (details in phy.log at debug level)"
             return update
         try:
-            if self.results.classifier == PYTHON:
-                update.judged = dict(zip(update.cluster_ids, bombcell_labels(table, self.results.params, quiet=False)))
+            if self.results.classifier == PYTHON:  # Bombcell's classifier, in the child: never imported here
+                update.judged = dict(zip(update.cluster_ids, self.start_process().labels(table)))
         except Exception:
             pass  # the rule table's labels stand, as for Bombcell's own rows when the classifier cannot run
         # Jobs run one at a time on the worker: this table is the worker's, the GUI thread adopts a copy.
@@ -295,6 +296,18 @@ class LiveReasons:
                     "bc_classificationReason": self.why_no_row(cluster_id), "bc_nFailed": math.nan,
                     "bc_margin": math.nan, "bc_source": FROM_LIVE if computing else ""}
         return values
+
+    def agrees(self, cluster_id: int, group) -> float:
+        """bc_agrees: 1 where the user's Phy group agrees with Bombcell's label, 0 where not, NaN where the
+        cluster is not labelled good/mua/noise or has no Bombcell label."""
+        from .concordance import PHY_GROUPS, bombcell_groups
+
+        row = self.explanation.rows.get(int(cluster_id)) if self.explanation is not None else None
+        if row is None or group not in PHY_GROUPS or self.explanation.undetermined[row]:
+            return math.nan
+        if self._groups_of is not self.explanation:  # once per explanation (what-if edits make a new one)
+            self._groups, self._groups_of = bombcell_groups(self.explanation), self.explanation
+        return float(self._groups[row] == group) if self._groups[row] else math.nan
 
     def why_no_row(self, cluster_id: int) -> str:
         if self.explanation is None:

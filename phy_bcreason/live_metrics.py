@@ -38,6 +38,19 @@ MIN_SPIKES = 50  # get_all_quality_metrics: fewer spikes -> every metric NaN exc
 DISTANCE_METRICS = ("isolationDistance", "Lratio", "silhouetteScore")
 RAW_METRICS = ("rawAmplitude", "signalToNoiseRatio")
 DRIFT_METRICS = ("maxDriftEstimate", "cumDriftEstimate")
+# Bombcell writes one cluster_<name>.tsv per metric into the Kilosort folder, which Phy shows as columns:
+# Python Bombcell with the metric's own name, MATLAB Bombcell with these names.
+MATLAB_TSV_NAMES = {
+    "percentage_spikes_missing": "percentageSpikesMissing_gaussian", "presence_ratio": "presenceRatio",
+    "max_drift": "maxDriftEstimate", "n_peaks": "nPeaks", "n_troughs": "nTroughs",
+    "waveform_duration": "waveformDuration_peakTrough", "spatial_decay_slope": "spatialDecaySlope",
+    "wv_baseline_flatness": "waveformBaselineFlatness", "SNR": "signalToNoiseRatio",
+    "frac_RPVs": "fractionRPVs_estimatedTauR", "peak_2_to_trough": "scndPeakToTroughRatio",
+    "peak_1_to_peak_2": "peak1ToPeak2Ratio", "peak_main_to_trough": "mainPeakToTroughRatio",
+    "isolation_distance": "isolationDistance", "L-ratio": "Lratio", "silhouette_score": "silhouetteScore",
+    "good_chunk_start": "useTheseTimesStart", "good_chunk_stop": "useTheseTimesStop",
+}
+NOT_METRICS = ("phy_clusterID", "clusterID", "cluster_id", "bc_unitType")
 
 
 class LiveMetricsError(Exception):
@@ -51,6 +64,97 @@ def _load(path: Path, mmap: bool = True) -> np.ndarray:
         raise LiveMetricsError(f"{path}: file not found (needed to recompute Bombcell metrics live)") from None
     except Exception as exc:
         raise LiveMetricsError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+
+
+class WindowedArray:
+    """A .npy file (spike-sized: one row per spike) read a window at a time.
+
+    Memory-mapped pages that were read count as the process's resident memory until they are unmapped: a
+    cluster's spikes spread over an hour-long recording touch nearly every page of spike_times.npy,
+    amplitudes.npy and spike_templates.npy. Indexing with an array of spike ids here maps one window of the
+    file (``window_bytes``) at a time and unmaps it before the next, so the child process holds only the
+    values it gathered. ``flat``: a (n, 1) file reads as (n,), like ``reshape(-1)``.
+    """
+
+    def __init__(self, path: Path, flat: bool = False, window_bytes: int = 4 << 20):
+        try:
+            with open(path, "rb") as f:
+                version = np.lib.format.read_magic(f)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shape, fortran, dtype = read_header(f)
+                self.offset = f.tell()
+        except FileNotFoundError:
+            raise LiveMetricsError(f"{path}: file not found (needed to recompute Bombcell metrics live)") from None
+        except Exception as exc:
+            raise LiveMetricsError(f"{path}: cannot read ({type(exc).__name__}: {exc})") from None
+        if dtype.hasobject or (fortran and len(shape) > 1 and int(np.prod(shape[1:])) > 1):
+            raise LiveMetricsError(f"{path}: cannot read (object or Fortran-ordered array)")
+        self.path, self.dtype, self.file_shape = Path(path), dtype, tuple(shape)
+        self.shape = (int(np.prod(shape)),) if flat else tuple(shape)
+        self.row_shape = self.shape[1:]
+        row_bytes = max(1, dtype.itemsize * int(np.prod(self.row_shape)))
+        self.rows_per_window = max(1, window_bytes // row_bytes)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def _window(self, start: int, stop: int) -> np.ndarray:
+        row_bytes = self.dtype.itemsize * int(np.prod(self.row_shape))
+        return np.memmap(self.path, dtype=self.dtype, mode="r", offset=self.offset + start * row_bytes,
+                         shape=(stop - start, *self.row_shape))
+
+    def _windows(self):
+        for start in range(0, len(self), self.rows_per_window):
+            yield start, min(start + self.rows_per_window, len(self))
+
+    def __getitem__(self, index) -> np.ndarray:
+        index = np.asarray(index)
+        if index.dtype == bool:
+            index = np.flatnonzero(index)
+        flat = index.ravel().astype(np.int64)
+        flat = np.where(flat < 0, flat + len(self), flat)
+        if flat.size and (flat.min() < 0 or flat.max() >= len(self)):
+            raise IndexError(f"index out of bounds for {self.path.name} of {len(self)} rows")
+        order = np.argsort(flat, kind="stable")
+        ordered = flat[order]
+        out = np.empty((flat.size, *self.row_shape), dtype=self.dtype)
+        windows = ordered // self.rows_per_window
+        for window in np.unique(windows):
+            lo, hi = np.searchsorted(windows, [window, window + 1])
+            start = int(window) * self.rows_per_window
+            mapped = self._window(start, min(start + self.rows_per_window, len(self)))
+            out[order[lo:hi]] = mapped[ordered[lo:hi] - start]
+            del mapped  # unmapped: its pages leave the process
+        return out.reshape(index.shape + self.row_shape)
+
+    def min(self):
+        return min(self._window(a, b).min() for a, b in self._windows())
+
+    def max(self):
+        return max(self._window(a, b).max() for a, b in self._windows())
+
+
+def import_bombcell_functions() -> None:
+    """Make ``import bombcell.<module>`` run only that module (and what it imports), not Bombcell's package
+    ``__init__``, which also imports its GUI (IPython, ipywidgets) and plotting: for our own child process,
+    which only calls Bombcell's metric functions."""
+    if "bombcell" in sys.modules:
+        return
+    import importlib.util
+    import types
+
+    spec = importlib.util.find_spec("bombcell")
+    if spec is None or not spec.submodule_search_locations:
+        return
+    package = types.ModuleType("bombcell")
+    package.__path__ = list(spec.submodule_search_locations)
+    package.__file__, package.__spec__ = spec.origin, spec
+    sys.modules["bombcell"] = package
 
 
 @dataclass
@@ -78,14 +182,14 @@ class Recording:
 
     ks_dir: Path
     params: dict                     # the run's parameters, with the arrays its parameter file dropped
-    spike_samples: np.ndarray
-    spike_templates: np.ndarray
-    amplitudes: np.ndarray
+    spike_samples: WindowedArray     # one value per spike, read a window at a time
+    spike_templates: WindowedArray
+    amplitudes: WindowedArray
     templates: np.ndarray            # whitened, as Kilosort saved them
     whitening_inverse: np.ndarray
     channel_positions: np.ndarray
     time_chunks: np.ndarray
-    pc_features: np.ndarray | None = None
+    pc_features: WindowedArray | None = None
     pc_feature_ind: np.ndarray | None = None
     raw: np.ndarray | None = None    # the raw recording (samples x channels, memory-mapped), if reachable
     rebuilt: dict[str, str] = field(default_factory=dict)   # parameter -> how it was rebuilt
@@ -101,7 +205,7 @@ class Recording:
         params.update(plotDetails=False, plotGlobal=False, verbose=False)
         rebuilt = rebuild_arrays(params, run_metrics)
         corrected = ks_dir / "spike_times_corrected.npy"
-        spike_samples = _load(corrected if corrected.is_file() else ks_dir / "spike_times.npy").reshape(-1)
+        spike_samples = WindowedArray(corrected if corrected.is_file() else ks_dir / "spike_times.npy", flat=True)
         try:
             rate = float(params["ephys_sample_rate"])
         except (KeyError, TypeError, ValueError):
@@ -116,8 +220,8 @@ class Recording:
             ks_dir=ks_dir,
             params=params,
             spike_samples=spike_samples,
-            spike_templates=_load(ks_dir / "spike_templates.npy").reshape(-1),
-            amplitudes=_load(ks_dir / "amplitudes.npy").reshape(-1),
+            spike_templates=WindowedArray(ks_dir / "spike_templates.npy", flat=True),
+            amplitudes=WindowedArray(ks_dir / "amplitudes.npy", flat=True),
             templates=_load(ks_dir / "templates.npy"),
             whitening_inverse=_load(ks_dir / "whitening_mat_inv.npy", mmap=False),
             channel_positions=_load(ks_dir / "channel_positions.npy", mmap=False).squeeze(),
@@ -131,7 +235,7 @@ class Recording:
 
         if params.get("computeDrift") and ran(DRIFT_METRICS):
             if (ks_dir / "pc_features.npy").is_file():
-                recording.pc_features = _load(ks_dir / "pc_features.npy")
+                recording.pc_features = WindowedArray(ks_dir / "pc_features.npy")
                 recording.pc_feature_ind = _load(ks_dir / "pc_feature_ind.npy", mmap=False)
             else:
                 recording.not_live.update(dict.fromkeys(DRIFT_METRICS, "needs pc_features.npy"))
@@ -350,29 +454,61 @@ def with_live_rows(results: BombcellResults, ks_dir: str | Path) -> BombcellResu
     return append_rows(results, table, notes)
 
 
+CHILD_WITHOUT_PYARROW = ("import sys; sys.modules['pyarrow'] = None; "
+                         "from phy_bcreason.live_metrics import main; main(sys.argv[1:])")
+
+
+def _columns(table: pd.DataFrame) -> dict[str, np.ndarray]:
+    """A table as plain numpy columns, which unpickle without pyarrow whatever the table's dtypes."""
+    return {name: table[name].to_numpy() for name in table.columns}
+
+
 class MetricsProcess:
     """`metrics_table` in a child process that keeps the recording open between calls, so that the computation
     never holds the GIL Phy's GUI thread needs. A plain ``python -m phy_bcreason.live_metrics`` child, not
     multiprocessing's spawn, which would run the script that started Phy again in the child. The two processes
-    exchange pickles over the child's stdin/stdout; the child reads nothing but the parquet and npy files."""
+    exchange pickles over the child's stdin/stdout; the child reads nothing but the parquet and npy files
+    (with ``results``, not even the parquet files: the parent's copy is sent).
 
-    def __init__(self, ks_dir: str | Path, bombcell_dir: str | Path):
+    The child also runs Bombcell's own classifier (`labels`), so that Bombcell and its imports (numba, scipy,
+    matplotlib: about 160 MB) never enter Phy's process. It imports only Bombcell's metric modules, runs at
+    a lower scheduling priority (``nice``) than Phy, and maps spike-sized files one window at a time."""
+
+    def __init__(self, ks_dir: str | Path, bombcell_dir: str | Path, results: BombcellResults | None = None,
+                 nice: int = 0):
         package_parent = str(Path(__file__).resolve().parents[1])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent,
-                                                                           os.environ.get("PYTHONPATH")]))}
+                                                                           os.environ.get("PYTHONPATH")])),
+               "MPLBACKEND": "Agg"}
+        args = [sys.executable, "-m", "phy_bcreason.live_metrics", str(ks_dir), str(bombcell_dir)]
+        if results is not None:
+            # the child reads no parquet file then: without pyarrow (about 65 MB), which pandas would import
+            args[1:3] = ["-c", CHILD_WITHOUT_PYARROW]
+            args.append("--results-on-stdin")
+        if nice:
+            args.append(f"--nice={int(nice)}")
         env[PARENT_VARIABLE] = str(os.getpid())
         # its own session: Ctrl-C in Phy's terminal is for Phy, which then closes the child (or the child sees
         # its parent gone and ends by itself: `serve`)
-        self.child = subprocess.Popen([sys.executable, "-m", "phy_bcreason.live_metrics", str(ks_dir),
-                                       str(bombcell_dir)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+        self.child = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
                                       start_new_session=True)
         self.ready = False
+        if results is not None:
+            self._send((results.params, _columns(results.metrics)))
 
     def wait_ready(self) -> None:
         """Block until the child has opened the recording and imported Bombcell (seconds, once)."""
         if not self.ready:
             self._answer()
             self.ready = True
+
+    def _send(self, request) -> None:
+        try:
+            pickle.dump(request, self.child.stdin)
+            self.child.stdin.flush()
+        except OSError:
+            raise LiveMetricsError("the process computing live metrics stopped (its error is in Phy's console)") \
+                from None
 
     def _answer(self):
         try:
@@ -386,12 +522,13 @@ class MetricsProcess:
 
     def table(self, clusters: dict[int, np.ndarray]) -> tuple[pd.DataFrame, LiveInfo]:
         self.wait_ready()
-        try:
-            pickle.dump({int(c): np.asarray(s, dtype=np.int64) for c, s in clusters.items()}, self.child.stdin)
-            self.child.stdin.flush()
-        except OSError:
-            raise LiveMetricsError("the process computing live metrics stopped (its error is in Phy's console)") \
-                from None
+        self._send({int(c): np.asarray(s, dtype=np.int64) for c, s in clusters.items()})
+        return self._answer()
+
+    def labels(self, metrics: pd.DataFrame) -> np.ndarray:
+        """Bombcell's own classifier (`api.bombcell_labels`) on ``metrics`` with the run's parameters."""
+        self.wait_ready()
+        self._send(("labels", _columns(metrics)))
         return self._answer()
 
     def close(self) -> None:
@@ -468,30 +605,55 @@ def _request():
         os._exit(0)
 
 
-def serve(ks_dir: str, bombcell_dir: str) -> None:
-    """The child's loop: {cluster id: spike ids} in, (True, (table, info)) or (False, message) out."""
+def serve(ks_dir: str, bombcell_dir: str, results_on_stdin: bool = False, nice: int = 0) -> None:
+    """The child's loop: {cluster id: spike ids} in, (True, (table, info)) or (False, message) out; or
+    ("labels", metrics table) in, (True, Bombcell's labels) out. With ``results_on_stdin`` the first message is
+    the run's (params, metrics), instead of reading them from ``bombcell_dir``."""
     out = os.fdopen(os.dup(1), "wb")  # the answers; fd 1 itself goes to the null device
     _child_setup()
-    error, recording = None, None
+    if nice:
+        os.nice(nice)
+    error, recording, params = None, None, None
     try:
-        results = load_results(bombcell_dir, ks_dir=ks_dir)
-        recording = Recording.load(ks_dir, results.params, results.metrics)
+        if results_on_stdin:
+            params, columns = pickle.load(sys.stdin.buffer)
+            metrics = pd.DataFrame(columns)
+        else:
+            results = load_results(bombcell_dir, ks_dir=ks_dir)
+            params, metrics = results.params, results.metrics
+        import_bombcell_functions()
+        recording = Recording.load(ks_dir, params, metrics)
+        del metrics
         share_rpv_counts()  # imports Bombcell: seconds, before the first merge rather than during it
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}".splitlines()[0] if not isinstance(exc, LiveMetricsError) else str(exc)
     _reply(out, (True, None))  # ready (errors are told with each answer)
     while True:
-        clusters = _request()
-        if clusters is None:
+        request = _request()
+        if request is None:
             return
         try:
-            answer = (False, error) if error else (True, (metrics_table(recording, clusters), recording.info()))
+            if isinstance(request, tuple) and request[0] == "labels":
+                from .api import bombcell_labels
+
+                if params is None:
+                    raise LiveMetricsError(error)
+                answer = (True, bombcell_labels(pd.DataFrame(request[1]), params, quiet=False))
+            else:
+                answer = (False, error) if error else (True, (metrics_table(recording, request), recording.info()))
         except Exception as exc:
             answer = (False, f"{type(exc).__name__}: {exc}".splitlines()[0])
         _reply(out, answer)
 
 
+def main(argv: list[str]) -> None:
+    """``KS_DIR BOMBCELL_DIR [--results-on-stdin] [--nice=N]``"""
+    options = [arg for arg in argv[2:] if arg.startswith("--")]
+    serve(*argv[:2], results_on_stdin="--results-on-stdin" in options,
+          nice=next((int(o.split("=", 1)[1]) for o in options if o.startswith("--nice=")), 0))
+
+
 if __name__ == "__main__":
     from phy_bcreason import live_metrics  # the real module, so that what it pickles names it, not __main__
 
-    live_metrics.serve(*sys.argv[1:3])
+    live_metrics.main(sys.argv[1:])

@@ -7,20 +7,29 @@ from __future__ import annotations
 import collections
 import functools
 import logging
+import os
 import queue
 import signal
 import threading
 import time
 
 from phy import IPlugin, connect, unconnect
-from qtpy.QtCore import QObject, QTimer, Signal
+from qtpy.QtCore import QEvent, QObject, QTimer, Signal
+from qtpy.QtWidgets import QHeaderView, QToolTip
 
 from .api import classifier_labels
+from .concordance import PHY_GROUPS
 from .live import COLUMNS, REPLACED_METADATA, LiveReasons
+from .live_metrics import MATLAB_TSV_NAMES, NOT_METRICS, MetricsProcess
+from .rules import PYTHON
 from .why_view import BombcellWhyView
 
 logger = logging.getLogger("phy")
 VIEW_NAME = BombcellWhyView.__name__
+AGREES = "bc_agrees"  # 1 where your Phy group agrees with Bombcell's label, 0 where not
+# how much the live-metrics process yields the CPU to Phy (PHY_BCREASON_CHILD_NICE to change it)
+CHILD_NICE = int(os.environ.get("PHY_BCREASON_CHILD_NICE", "5"))
+REASON_CHARS = 70  # the reason column's width at most, in average characters; longer reasons are elided
 
 
 # How long each of the plugin's calls on the GUI thread took (name, seconds): benchmarks/bench_merge.py reads it.
@@ -48,11 +57,11 @@ def update_rows(table, rows: list[dict]) -> None:
     """Patch rows of a Phy table (cluster or similarity view) in place.
 
     Phy's public `Table.change()` refits the height of every row and the width of every column, seconds on
-    thousands of clusters, for each call. Telling Qt which cells changed lets its sort/filter proxy move just
-    those rows, but Phy's columns resize to their contents, so Qt still measures every visible cell (40-80 ms
-    on our machines): that is done only when it matters (the table is sorted or filtered by a changed column,
-    or a new value is wider than its column); otherwise the table is just repainted. Falls back to `change()`
-    if Phy's table is built otherwise.
+    thousands of clusters, for each call. Here the changed cells are patched; the plugin's columns are widened
+    directly if a new value needs it (`TableSizing`: Qt never measures them cell by cell); Qt is told which
+    cells changed only when that can move rows (the table is sorted or filtered by a changed column), so that
+    its sort/filter proxy moves just those; otherwise the table is just repainted. Falls back to `change()` if
+    Phy's table is built otherwise.
     """
     model = getattr(table, "_model", None)
     rows_by_id = getattr(model, "_rows_by_id", None)
@@ -64,7 +73,10 @@ def update_rows(table, rows: list[dict]) -> None:
     patched = [(rows_by_id[patch["id"]], patch) for patch in rows if patch["id"] in rows_by_id]
     for row, patch in patched:
         row.update(patch)
-    if not _needs_layout(table, names, [patch for _, patch in patched]):
+    sizing = getattr(table, "_bcreason_sizing", None)
+    if sizing is not None:
+        sizing.grow([patch for _, patch in patched])
+    if not _needs_layout(table, names, [patch for _, patch in patched], sizing is None):
         table.table_view.viewport().update()
         return
     positions = {id(row): i for i, row in enumerate(model._rows)} if len(patched) > 1 else None
@@ -74,11 +86,13 @@ def update_rows(table, rows: list[dict]) -> None:
         model.dataChanged.emit(model.index(i, min(columns)), model.index(i, max(columns)))
 
 
-def _needs_layout(table, names: list[str], patches: list[dict]) -> bool:
-    """Whether changed values can move rows (sort, filter) or need a wider column."""
+def _needs_layout(table, names: list[str], patches: list[dict], check_widths: bool = True) -> bool:
+    """Whether changed values can move rows (sort, filter) or (tables Qt sizes) need a wider column."""
     sort = getattr(table, "_current_sort", None)
     if getattr(table, "_filter_is_active", True) or (sort and sort[0] in names):
         return True
+    if not check_widths:
+        return False
     view = table.table_view
     metrics = view.fontMetrics()
     for name in names:
@@ -89,7 +103,113 @@ def _needs_layout(table, names: list[str], patches: list[dict]) -> bool:
 
 
 def _cell_text(value) -> str:
+    if value is None:
+        return ""
     return f"{value:.6g}" if isinstance(value, float) else str(value)  # as Qt shows a double
+
+
+class TableSizing(QObject):
+    """Column widths and row heights of a Phy table that Qt does not measure cell by cell.
+
+    Phy sets every column of its tables to fit its contents and, after every merge, split, sort or filter,
+    asks Qt to refit every column and every row (`Table._fit_columns`): Qt then asks the model for the size
+    of every cell, about 2 million Python calls at start-up on 600 clusters, and again on each change. Our
+    columns (the five bc_ columns and Bombcell's metric columns) get widths computed here from their text,
+    once per new row (the reason column at most ``capped`` characters wide, elided, its full text in a tooltip), and
+    the user may drag them wider. Rows get one fixed height, that of the first row as Qt measures it: Phy's
+    rows are single lines, all of the same height. Phy's own columns are still fitted by Qt as before.
+    """
+
+    def __init__(self, table, ours, capped: dict[str, int]):
+        super().__init__(table)
+        self.table, self.ours, self.capped = table, set(ours), dict(capped)
+        self.widths: dict[str, int] = {}
+        self.measured: set = set()  # row ids whose text was measured
+        self.padding: int | None = None
+        self.row_height: int | None = None
+        table._fit_columns = self.fit
+        table._bcreason_sizing = self
+        # before Phy fills the table: a model reset with sections resizing to their contents measures every cell
+        table.table_view.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
+        table.table_view.viewport().installEventFilter(self)
+
+    def _metrics(self):
+        return self.table.table_view.fontMetrics()
+
+    def _advance(self, text: str) -> int:
+        return self._metrics().horizontalAdvance(text)
+
+    def _calibrate(self, rows) -> None:
+        """The cell padding Qt adds to the text width (Phy's style sheet), from one short column of ours."""
+        view, columns = self.table.table_view, self.table.columns
+        name = next((n for n in ("bc_nFailed", "bc_label", "bc_source") if n in columns), None)
+        if name is None or not rows:
+            return
+        index = columns.index(name)
+        widest = max(self._advance(_cell_text(row.get(name))) for row in rows)
+        self.padding = max(0, view.sizeHintForColumn(index) - widest)
+
+    def fit(self) -> None:
+        table, view = self.table, self.table.table_view
+        header = view.horizontalHeader()
+        rows = table._model._rows
+        if self.padding is None:
+            self._calibrate(rows)
+        self.grow([row for row in rows if row.get("id") not in self.measured], apply=False)
+        self.measured.update(row.get("id") for row in rows)
+        # Sections that resize to their contents make Qt measure every row of every such column whenever any
+        # section or the layout changes: sizes are set here instead, at the moments Phy refits its tables.
+        if header.sectionResizeMode(0) != QHeaderView.Interactive:
+            header.setSectionResizeMode(QHeaderView.Interactive)
+        for index, name in enumerate(table.columns):
+            if name in self.ours:
+                width = max(self.widths.get(name, 0), header.sectionSizeHint(index))
+                if view.columnWidth(index) < width:
+                    view.setColumnWidth(index, width)
+            else:
+                view.resizeColumnToContents(index)  # what Phy's refit does for its own columns
+        if rows and self.row_height is None:
+            vertical = view.verticalHeader()
+            self.row_height = max(view.sizeHintForRow(0), 1)
+            vertical.setMinimumSectionSize(1)
+            vertical.setDefaultSectionSize(self.row_height)
+            vertical.setSectionResizeMode(QHeaderView.Fixed)
+
+    def grow(self, rows, apply: bool = True) -> None:
+        """Widen our columns for the text of these rows (or row patches)."""
+        padding = self.padding if self.padding is not None else 12
+        changed = set()
+        for name in self.ours:
+            texts = {_cell_text(row[name]) for row in rows if name in row}
+            if not texts:
+                continue
+            width = max(self._advance(text) for text in texts) + padding
+            if name in self.capped:  # in average characters of the table's font, as styled by Phy
+                width = min(width, self.capped[name] * self._metrics().averageCharWidth() + padding)
+            if width > self.widths.get(name, 0):
+                self.widths[name] = width
+                changed.add(name)
+        if apply and changed:
+            view = self.table.table_view
+            for name in changed & set(self.table.columns):
+                index = self.table.columns.index(name)
+                if view.columnWidth(index) < self.widths[name]:
+                    view.setColumnWidth(index, self.widths[name])
+
+    def eventFilter(self, obj, event):
+        """Tooltip: the full text of one of our cells that does not fit its column."""
+        if event.type() != QEvent.ToolTip:
+            return False
+        view = self.table.table_view
+        index = view.indexAt(event.pos())
+        if not index.isValid() or self.table.columns[index.column()] not in self.ours:
+            return False
+        text = _cell_text(index.data())
+        if text and self._advance(text) + (self.padding or 12) > view.columnWidth(index.column()):
+            QToolTip.showText(event.globalPos(), text, view)
+        else:
+            QToolTip.hideText()
+        return True
 
 
 class Worker(QObject):
@@ -150,11 +270,37 @@ class BombcellReasonPlugin(IPlugin):
         for name in COLUMNS:
             column = functools.partial(lambda name, cluster_id: live.column_values(cluster_id)[name], name)
             controller.cluster_metrics[name] = _never_raise(column)
+        def user_group(cluster_id):
+            """The cluster's Phy group (good/mua/noise/...), as Phy has it now."""
+            supervisor = getattr(controller, "supervisor", None)
+            if supervisor is not None:
+                return supervisor.cluster_meta.get("group", cluster_id)
+            return controller.model.metadata.get("group", {}).get(cluster_id)  # before Phy's supervisor exists
+
+        self._agrees = _never_raise(lambda cluster_id: live.agrees(cluster_id, user_group(cluster_id)))
+        controller.cluster_metrics[AGREES] = self._agrees
+        # Bombcell's per-metric columns (cluster_<metric>.tsv): served by us, so that a cluster made in Phy
+        # shows its live values (blank until computed, or where not recomputed) instead of a parent's.
+        self.metric_columns = metric_columns = MetricColumns(live, controller.model.metadata)
+        for name in metric_columns.names:
+            controller.cluster_metrics[name] = _never_raise(functools.partial(metric_columns.value, name))
+        ours = (*COLUMNS, AGREES, *metric_columns.names)
+
+        @connect(event="cluster_view_init")
+        def on_cluster_view_init(view):
+            _install_sizing(view, ours)
+
+        @connect(event="similarity_view_init")
+        def on_similarity_view_init(view):
+            _install_sizing(view, ours)
+
 
         def create_view():
             view = BombcellWhyView(live)
             view.on_overrides = _never_raise(lambda overrides: self._set_overrides(overrides))
             view.on_list = _never_raise(lambda cluster_ids: self._list(cluster_ids))
+            view.concordance.get_groups = lambda: {c: g for c in controller.supervisor.clustering.cluster_ids.tolist()
+                                                   if (g := user_group(c)) in PHY_GROUPS}
             supervisor = getattr(controller, "supervisor", None)
             if supervisor is not None:
                 view.show_clusters(supervisor.selected_clusters)
@@ -175,7 +321,8 @@ class BombcellReasonPlugin(IPlugin):
             def refresh(cluster_ids):
                 """New values for these clusters: patch both cluster tables, redraw every dock."""
                 alive = set(supervisor.clustering.cluster_ids.tolist())
-                rows = [{"id": c, **live.column_values(c)} for c in cluster_ids if c in alive]
+                rows = [{"id": c, **live.column_values(c), AGREES: self._agrees(c), **metric_columns.row(c)}
+                        for c in cluster_ids if c in alive]
                 update_rows(supervisor.cluster_view, rows)
                 update_rows(supervisor.similarity_view, rows)
                 for view in gui.list_views(VIEW_NAME):
@@ -208,8 +355,8 @@ class BombcellReasonPlugin(IPlugin):
                     refresh(live.add_live(update))
                     gui.status_message = live.status_line() if on_open else live.live_status(update.cluster_ids)
 
-                # started once Phy has finished its own work on the merge, so as not to compete with it
-                worker.submit(lambda: live.compute(spikes, overrides), show_live, later=True)
+                # at once: the child process computes while Phy finishes its own work on the merge
+                worker.submit(lambda: live.compute(spikes, overrides), show_live)
                 return to_compute
 
             @connect(sender=supervisor)
@@ -219,6 +366,8 @@ class BombcellReasonPlugin(IPlugin):
                     live.record_clustering(up.descendants)
                     compute_live(up.added)
                     refresh(up.added)
+                if up.description == "metadata_group":  # the user labelled clusters: agreement follows
+                    refresh(up.metadata_changed)
 
             def set_overrides(overrides):
                 """A what-if edit from a dock: re-explain every cluster, update columns, docks, status bar."""
@@ -237,10 +386,11 @@ class BombcellReasonPlugin(IPlugin):
             self._set_overrides, self._list = set_overrides, list_clusters
 
             if live.results is not None:
+                if live.results.classifier == PYTHON:
+                    # the process computing live metrics takes seconds to start: now, not at the first merge
+                    worker.submit(lambda: _start_process(live).wait_ready(), lambda ready: None)
                 worker.submit(lambda: _judge(live), lambda judged: judged is not None and not closed and
                               _apply_judgement(live, judged, gui, refresh))
-                # the process computing live metrics takes seconds to start: start it now, not at the first merge
-                worker.submit(lambda: live.start_process().wait_ready(), lambda ready: None)
             refresh(compute_live(supervisor.clustering.cluster_ids, on_open=True))  # curated in an earlier session
 
             @connect(sender=gui)
@@ -249,7 +399,7 @@ class BombcellReasonPlugin(IPlugin):
                 worker.stop()
                 live.close()
                 restore_ctrl_c()
-                unconnect(on_select, on_cluster, on_close)
+                unconnect(on_select, on_cluster, on_close, on_cluster_view_init, on_similarity_view_init)
 
         self._on_gui_ready = on_gui_ready
 
@@ -284,12 +434,78 @@ def _close_on_ctrl_c(gui):
     return restore
 
 
+def _install_sizing(view, ours) -> None:
+    if getattr(view, "_bcreason_sizing", None) is not None or not hasattr(view, "table_view"):
+        return
+    try:
+        TableSizing(view, ours, {"bc_classificationReason": REASON_CHARS})
+    except Exception as exc:  # Phy's table built otherwise: it sizes itself as before
+        logger.warning("phy-bcreason: column sizing not installed: %s: %s", type(exc).__name__, exc)
+
+
+class MetricColumns:
+    """Bombcell's per-metric columns, which Phy would otherwise read from the cluster_<metric>.tsv files and
+    copy, on a merge, from the largest parent: the run's value (the file's) for clusters of Bombcell's run, the
+    value recomputed live for clusters made in Phy, blank (None) while computing, where the metric is not
+    recomputed live, and for clusters without a row. The files are never written."""
+
+    def __init__(self, live: LiveReasons, metadata: dict):
+        self.live = live
+        self.metrics: dict[str, str] = {}     # column name -> Bombcell's metric name
+        self.run: dict[str, dict] = {}        # column name -> {cluster id: the run's value}
+        self._live_rows: dict[int, dict] = {}
+        self._live_table = None
+        if live.results is None:  # nothing to contradict: Phy shows the files as they are
+            return
+        known = set(live.results.metrics.columns) - set(NOT_METRICS)
+        for name in list(metadata):
+            metric = name if name in known else MATLAB_TSV_NAMES.get(name)
+            if metric in known and name not in REPLACED_METADATA:
+                self.metrics[name] = metric
+                self.run[name] = metadata.pop(name)
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.metrics)
+
+    def value(self, name: str, cluster_id: int):
+        cluster_id = int(cluster_id)
+        live = self.live
+        if cluster_id in live.live_spikes:
+            value = self._live_row(cluster_id).get(self.metrics[name])
+            return None if value is None or value != value else value  # NaN: not recomputed
+        if cluster_id in live.pending or cluster_id in live.failed or not live.has_row(cluster_id):
+            return None
+        return self.run[name].get(cluster_id)
+
+    def row(self, cluster_id: int) -> dict:
+        return {name: self.value(name, cluster_id) for name in self.metrics}
+
+    def _live_row(self, cluster_id: int) -> dict:
+        table = self.live.live_metrics
+        if table is not self._live_table:
+            self._live_table = table
+            self._live_rows = {int(row["phy_clusterID"]): row for row in table.to_dict("records")}
+        return self._live_rows.get(cluster_id, {})
+
+
+def _start_process(live: LiveReasons) -> MetricsProcess:
+    """On the worker: the child process computing live metrics and running Bombcell's classifier, sent the
+    results Phy's process already read, at a lower priority than Phy."""
+    if live.process is None:
+        live.process = MetricsProcess(live.ks_dir, live.results.folder, results=live.results, nice=CHILD_NICE)
+    return live.process
+
+
 def _judge(live: LiveReasons):
-    """Off the GUI thread (importing Bombcell or SpikeInterface takes seconds): the labels of the classifier that
-    labelled the run, on the same results, where it runs here (not MATLAB's) and every threshold is known."""
+    """Off the GUI thread: the labels of the classifier that labelled the run, on the same results, where it
+    runs here (not MATLAB's) and every threshold is known. Python Bombcell's runs in the child process, so that
+    Bombcell's imports (about 160 MB) stay out of Phy's; SpikeInterface's runs here."""
     if live.saved.missing_thresholds:
         return None
     try:
+        if live.results.classifier == PYTHON:
+            return _start_process(live).labels(live.results.metrics)
         return classifier_labels(live.results, live.results.params, quiet=False)
     except Exception:
         logger.debug("phy-bcreason: Bombcell's own classifier could not run; labels are the rule table's",

@@ -240,7 +240,9 @@ class BombcellWhyView(QWidget):
         self.tabs.addTab(self.tree, "Selected cluster")
         self.population = PopulationPanel(self)
         self.tabs.addTab(self.population, "Population")
-        self.tabs.currentChanged.connect(lambda index: index == 1 and self.population.refresh())
+        self.concordance = ConcordancePanel(self)
+        self.tabs.addTab(self.concordance, "Your labels")
+        self.tabs.currentChanged.connect(lambda index: self._refresh_tab())
         self.notes = QLabel("\n".join(f"note: {note}" for note in live.notes()))
         self.notes.setWordWrap(True)
         self.notes.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -306,8 +308,14 @@ class BombcellWhyView(QWidget):
     def refresh(self) -> None:
         """Redraw after the explanation changed (what-if edits, reset)."""
         self._show(self.shown_id)
-        if self.tabs.currentIndex() == 1:
+        self._refresh_tab()
+
+    def _refresh_tab(self) -> None:
+        """The Population and concordance tabs are computed only while shown."""
+        if self.tabs.currentWidget() is self.population:
             self.population.refresh()
+        elif self.tabs.currentWidget() is self.concordance:
+            self.concordance.refresh()
 
     def _show(self, cluster_id: int | None) -> None:
         self.shown_id = cluster_id
@@ -475,3 +483,101 @@ class PopulationPanel(QWidget):
     def _clicked(self, event) -> None:
         if event.inaxes is self.axes and event.xdata is not None:
             self._edit(f"{event.xdata:.6g}")
+
+
+AGREEMENT_NOTE = ("A Bombcell label agrees with the Phy group it names; a non-somatic unit with good or mua by its MUA "
+                  "tests (as Bombcell's split labels say). Suggestions are checked by the same rules; double-click "
+                  "one to try it as a what-if.")
+
+
+class ConcordancePanel(QWidget):
+    """Your Phy labels against Bombcell's: counts, the rules behind each disagreement, and thresholds that would
+    agree better (double-click to apply as a what-if)."""
+
+    def __init__(self, why: BombcellWhyView):
+        super().__init__()
+        self.why = why
+        self.get_groups = self._groups_on_disk  # the plugin replaces it with Phy's live groups
+        self.result = None
+        self.suggestions: list = []
+        self.summary = QLabel()
+        self.summary.setWordWrap(True)
+        note = QLabel(AGREEMENT_NOTE)
+        note.setWordWrap(True)
+        note.setStyleSheet("color: #9a9a9a;")
+        self.counts = QTableWidget(3, 3)
+        self.disagreements = QTableWidget(0, 4)
+        self.disagreements.setHorizontalHeaderLabels(["cluster", "you", "Bombcell", "rules"])
+        self.suggested = QTableWidget(0, 3)
+        self.suggested.setHorizontalHeaderLabels(["threshold", "agree", "flips (all units)"])
+        self.suggested.cellDoubleClicked.connect(lambda row, column: self.apply(row))
+        together = QPushButton("Suggest together (with a held-out estimate)")
+        together.clicked.connect(self.suggest_together)
+        for table in (self.counts, self.disagreements, self.suggested):
+            table.setEditTriggers(QTableWidget.NoEditTriggers)
+            table.horizontalHeader().setStretchLastSection(True)
+        layout = QVBoxLayout(self)
+        for widget in (self.summary, note, self.counts, self.disagreements, self.suggested, together):
+            layout.addWidget(widget)
+
+    def _groups_on_disk(self) -> dict[int, str]:
+        from .concordance import read_groups
+
+        path = self.why.live.ks_dir / "cluster_group.tsv" if self.why.live.ks_dir else None
+        return read_groups(path) if path is not None and path.is_file() else {}
+
+    def refresh(self) -> None:
+        from .concordance import PHY_GROUPS, concordance, suggest
+
+        live = self.why.live
+        groups = self.get_groups() if live.explanation is not None else {}
+        if not groups:
+            self.summary.setText("Label clusters good, mua or noise in Phy to compare them with Bombcell's labels.")
+            return
+        self.result = result = concordance(live.explanation, groups)
+        self.summary.setText(f"<b>{result.agree} of {len(result.user)}</b> labelled clusters agree with Bombcell")
+        self.counts.setHorizontalHeaderLabels([f"you: {g}" for g in PHY_GROUPS])
+        self.counts.setVerticalHeaderLabels([f"Bombcell: {g}" for g in PHY_GROUPS])
+        for i, ours in enumerate(PHY_GROUPS):
+            for k, theirs in enumerate(PHY_GROUPS):
+                self.counts.setItem(i, k, QTableWidgetItem(str(int(result.table.loc[ours, theirs]))))
+        self.disagreements.setRowCount(len(result.disagreements))
+        for i, d in enumerate(result.disagreements):
+            cells = (str(d["cluster_id"]), d["user"], d["label"], ", ".join(d["rules"]))
+            for k, cell in enumerate(cells):
+                item = QTableWidgetItem(cell)
+                item.setToolTip(cell)
+                self.disagreements.setItem(i, k, item)
+        self.disagreements.resizeColumnsToContents()
+        self.suggestions = [(s.param, s.suggested, f"{s.param} {s.current:.4g} -> {s.suggested:.4g}",
+                             f"{s.agree_before} -> {s.agree_after}", s.flips)
+                            for s in suggest(live.explanation, groups)]
+        self._fill_suggestions()
+
+    def _fill_suggestions(self) -> None:
+        self.suggested.setRowCount(len(self.suggestions))
+        for i, (_, _, name, agree, flips) in enumerate(self.suggestions):
+            moves = ", ".join(f"{n} {move}" for move, n in flips.items())
+            for k, cell in enumerate((name, agree, moves)):
+                self.suggested.setItem(i, k, QTableWidgetItem(cell))
+        self.suggested.resizeColumnsToContents()
+
+    def suggest_together(self) -> None:
+        from .concordance import suggest_jointly
+
+        live = self.why.live
+        groups = self.get_groups()
+        if live.results is None or not groups:
+            return
+        joint = suggest_jointly(live.results, groups)
+        name = ", ".join(f"{k} -> {v:.4g}" for k, v in joint.overrides.items()) or "no change agrees better"
+        agree = (f"{joint.agree_before} -> {joint.agree_after} (held out: {joint.held_out_before:.0%} -> "
+                 f"{joint.held_out_after:.0%})")
+        self.suggestions.insert(0, (dict(joint.overrides), None, name, agree, joint.flips))
+        self._fill_suggestions()
+
+    def apply(self, row: int) -> None:
+        """A suggestion as a what-if (the dock's banner, List, Reset and Save… follow)."""
+        param, value = self.suggestions[row][:2]
+        edits = param if isinstance(param, dict) else {param: value}
+        self.why.on_overrides({**self.why.live.overrides, **edits})
