@@ -182,6 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="open Phy on the bundled demo dataset with the plugin attached")
     p.add_argument("--screenshot", type=Path, default=None, metavar="FILE",
                    help="save the window as a PNG and exit")
+    add_audit_parsers(sub)
 
     p = sub.add_parser("install-plugin", help="register the plugin in Phy's config (~/.phy), keeping the rest")
     install.add_arguments(p)
@@ -197,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
         return run_demo(args.screenshot)
     if args.command in ("install-plugin", "uninstall-plugin"):
         return install.run(args.command == "uninstall-plugin", args.config_dir, args.dry_run)
+    if args.command in AUDIT_COMMANDS:
+        return run_audit_command(args)
     results = load_results(find_bombcell_dir(args.ks_dir, args.bombcell_dir), ks_dir=args.ks_dir,
                            classifier=args.classifier)
     if args.live:
@@ -227,6 +230,82 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+AUDIT_COMMANDS = ("audit", "compare", "methods")
+
+
+def add_audit_parsers(sub) -> None:
+    """`audit`, `compare` and `methods` (phy_bcreason.audit)."""
+    p = sub.add_parser("audit", help="explain every Bombcell run under one or more folders: tables and an HTML report")
+    p.add_argument("roots", type=Path, nargs="+", metavar="ROOT", help="folders to search, at any depth")
+    p.add_argument("--out", type=Path, default=Path("phy-bcreason-audit"),
+                   help="output folder (default ./phy-bcreason-audit); never inside the data folders")
+    p.add_argument("--jobs", type=int, default=1, help="folders explained in parallel (joblib; -1: every core)")
+    p.add_argument("--dask-scheduler", default=None, metavar="ADDRESS",
+                   help="run the jobs on this Dask scheduler (e.g. tcp://host:8786) through joblib's dask "
+                        "backend, on every worker of the cluster (needs dask[distributed])")
+    p.add_argument("--live", action="store_true", help="also explain clusters Bombcell's results lack (see explain)")
+    p.add_argument("--no-report", action="store_true", help="write the tables only, no report.html")
+    p.add_argument("--compare", nargs=2, action="append", default=[], metavar=("RUN_A", "RUN_B"),
+                   help="also compare two runs in the report (repeatable)")
+
+    p = sub.add_parser("compare", help="two Bombcell runs of one sorting: parameters and labels that differ, and why")
+    p.add_argument("run_a", type=Path, metavar="RUN_A", help="results folder, Kilosort folder or parameter file")
+    p.add_argument("run_b", type=Path, metavar="RUN_B", help="results folder, Kilosort folder or parameter file "
+                                                             "(e.g. the dock's _bc_parameters.whatif-*.parquet)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--html", type=Path, default=None, metavar="FILE", help="also write the comparison as HTML")
+
+    p = sub.add_parser("methods", help="a methods paragraph: classifier, thresholds, switches, label counts")
+    p.add_argument("ks_dir", type=Path, help="Kilosort folder (or its Bombcell results folder)")
+    p.add_argument("--bombcell-dir", type=Path, default=None, help="Bombcell results folder")
+
+
+def run_audit_command(args: argparse.Namespace) -> int:
+    from . import audit
+
+    try:
+        if args.command == "methods":
+            print(audit.methods_for_folder(args.ks_dir, args.bombcell_dir))
+            return 0
+        if args.command == "compare":
+            comparison = audit.compare_runs(args.run_a, args.run_b)
+            if args.html:
+                from .report import comparison_html, page
+
+                args.html.write_text(page("Bombcell runs compared", comparison_html(comparison)), encoding="utf-8")
+            print(json.dumps(comparison.to_dict(), allow_nan=False, default=str) if args.json else comparison.text())
+            if args.html:
+                print(f"wrote {args.html}", file=sys.stderr)
+            return 0
+        targets = audit.discover(args.roots)
+        audit.check_outside(args.out, targets, args.roots)
+        if not targets:
+            raise UsageError(f"no Bombcell results under {', '.join(map(str, args.roots))}")
+        backend = None
+        if args.dask_scheduler:
+            try:
+                from dask.distributed import Client
+            except ImportError:
+                raise UsageError("--dask-scheduler needs dask.distributed: pip install 'dask[distributed]'") from None
+
+            client = Client(args.dask_scheduler)
+            backend = "dask"
+        try:
+            result = audit.run_audit(targets, args.jobs, live=args.live, backend=backend,
+                                     progress=sys.stderr if sys.stderr.isatty() and len(targets) > 1 else None)
+        finally:
+            if args.dask_scheduler:
+                client.close()
+        comparisons = [audit.compare_runs(a, b) for a, b in args.compare]
+        written = audit.write_audit(result, args.out, report=not args.no_report, comparisons=comparisons)
+        print("\n".join(audit.summary_lines(result)))
+        for path in written:
+            print(f"wrote {path}")
+        return 0
+    except (audit.AuditError, audit.CompareError) as exc:
+        raise UsageError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -278,6 +278,19 @@ class LiveReasons:
     def changed_clusters(self) -> list[int]:
         return label_changes(self.saved, self.explanation)[1] if self.overrides else []
 
+    def overrides_from(self, path: str | Path) -> dict:
+        """Another run's parameters (its parameter parquet or CSV, the dock's Save… output, SpikeInterface's
+        thresholds JSON) as what-if edits: the thresholds and switches the rules read that differ from this run's."""
+        from .audit import read_param_file
+        from .backfill import repair_parameters
+        from .whatif import editable
+
+        thresholds, switches = editable(self.results)
+        other, _ = repair_parameters(read_param_file(Path(path)), switches, thresholds)
+        saved = self.saved.params
+        return {name: other[name] for name in (*thresholds, *switches)
+                if name in other and not _same_value(other[name], saved.get(name))}
+
     def save_overrides(self) -> Path:
         return save_parameters(self.results.folder, self.results.params, self.overrides, self.results.thresholds)
 
@@ -338,3 +351,10 @@ class LiveReasons:
             self.origins[new] = tuple(sorted(set(self.origins.get(new, ())) | set(sources)))
             new_ids.append(new)
         return sorted(set(new_ids))
+
+
+def _same_value(a, b) -> bool:
+    try:
+        return float(a) == float(b) or (math.isnan(float(a)) and math.isnan(float(b)))
+    except (TypeError, ValueError):
+        return a == b

@@ -34,6 +34,7 @@ CLASSIFIER_TITLES = {
 # The four comparisons Bombcell ANDs together in its first non-somatic test.
 PEAK_GROUP = "peak1ToPeak2"
 GROUP_PHRASES = {PEAK_GROUP: "peak1/peak2 shape (all 4 group thresholds)"}
+GROUP_TESTS = {PEAK_GROUP: "all hold"}  # how a group's comparisons combine, for the dock
 
 Flags = tuple[tuple[str, bool], ...]
 
@@ -163,6 +164,8 @@ SI_MAIN_PEAK = ("main_peak_to_trough_ratio",)
 SI_SHAPE_GROUP, SI_EXTRA_GROUP = "si_shape", "si_extra"
 GROUP_PHRASES[SI_SHAPE_GROUP] = "narrow peak and trough and a large peak ratio"
 GROUP_PHRASES[SI_EXTRA_GROUP] = "every other non-somatic metric"
+GROUP_TESTS[SI_SHAPE_GROUP] = "each width fails or is NaN, and a ratio fails"
+GROUP_TESTS[SI_EXTRA_GROUP] = "each fails or is NaN"
 
 
 def threshold_name(section: str, metric: str, side: str) -> str:

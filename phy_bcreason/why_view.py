@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import QSize, Qt
@@ -11,6 +12,7 @@ from qtpy.QtWidgets import (
     QApplication,
     QCheckBox,
     QComboBox,
+    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -27,7 +29,7 @@ from qtpy.QtWidgets import (
 
 from .engine import RUN_SPELLING, STATUS_NAMES, STATUS_TEXT
 from .live import LiveReasons
-from .rules import BLOCK_TITLES, BLOCKS, GROUP_PHRASES, SPIKEINTERFACE, SWITCHES, switches_for
+from .rules import BLOCK_TITLES, BLOCKS, GROUP_PHRASES, GROUP_TESTS, SPIKEINTERFACE, SWITCHES, switches_for
 from .whatif import WhatIfError, editable, parse_value, population
 
 HEADERS = ("metric", "value", "test", "threshold", "margin", "status", "parameter")
@@ -133,13 +135,13 @@ def dock_content(live: LiveReasons, cluster_id: int) -> DockContent:
                 block_line.children.append(_rule_line(c, 1))
                 continue
             if c["group"] not in groups:
-                groups[c["group"]] = Line(1, (GROUP_PHRASES.get(c["group"], c["group"]), "", "all hold",
-                                              "", "", "", ""))
+                groups[c["group"]] = Line(1, (GROUP_PHRASES.get(c["group"], c["group"]), "",
+                                              GROUP_TESTS.get(c["group"], "all hold"), "", "", "", ""))
                 block_line.children.append(groups[c["group"]])
             groups[c["group"]].children.append(_rule_line(c, 2))
-        for group in groups.values():
+        for name, group in groups.items():
             members = [child.status for child in group.children]
-            held = sum(c["holds"] for c in in_block if c["group"])
+            held = sum(c["holds"] for c in in_block if c["group"] == name)
             group.status = _block_status(members)
             group.cells = group.cells[:5] + (
                 f"{STATUS_TEXT[STATUS_NAMES.index(group.status)]} ({held} of {len(members)} hold)", "")
@@ -192,6 +194,10 @@ class BombcellWhyView(QWidget):
         copy = QPushButton("Copy")
         copy.setToolTip("Copy this explanation as text")
         copy.clicked.connect(lambda: QApplication.clipboard().setText(self.text()))
+        load = QPushButton("Load…")
+        load.setToolTip("Try another run's parameters (a parameter file, a saved what-if, thresholds JSON) as a "
+                        "what-if")
+        load.clicked.connect(self._choose_parameters)
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(list(HEADERS))
         self.tree.setAlternatingRowColors(False)
@@ -232,6 +238,7 @@ class BombcellWhyView(QWidget):
         top = QHBoxLayout()
         top.addWidget(self.title, 1)
         top.addWidget(self.chooser)
+        top.addWidget(load)
         top.addWidget(copy)
         self.setStyleSheet("QWidget { background-color: #151515; color: #dddddd; }"
                            "QHeaderView::section { background-color: #262626; color: #dddddd; }")
@@ -300,6 +307,30 @@ class BombcellWhyView(QWidget):
         """Without Phy around (the plugin replaces this): re-explain and redraw."""
         self.live.set_overrides(overrides)
         self.refresh()
+
+    def _choose_parameters(self) -> None:
+        if self.live.results is None:
+            return
+        path, _ = QFileDialog.getOpenFileName(self, "Parameters of another Bombcell run", str(self.live.results.folder),
+                                              "Parameter files (*.parquet *.csv *.json)")
+        if path:
+            self.load_parameters(path)
+
+    def load_parameters(self, path) -> None:
+        """Another run's parameters as a what-if (the banner, List, Reset and Save… follow)."""
+        from .audit import CompareError
+
+        try:
+            overrides = self.live.overrides_from(path)
+        except CompareError as exc:
+            self.whatif.setText(str(exc))
+            self.banner.setVisible(True)
+            return
+        if not overrides:
+            self.whatif.setText(f"{Path(path).name}: no threshold or switch the rules read differs from this run")
+            self.banner.setVisible(True)
+            return
+        self.on_overrides(overrides)
 
     def _save(self) -> None:
         path = self.live.save_overrides()

@@ -21,6 +21,7 @@ opens, so open copies in Phy.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -148,3 +149,28 @@ def open_phy(qapp, tmp_path):
         gui.close()
         controller.close()
     reset()
+
+
+@contextlib.contextmanager
+def plain_phy(ks_dir, config_dir):
+    """Phy's own TemplateController and GUI on ``ks_dir``, with no plugin: yields (controller, app); closed and
+    Phy's event registry reset afterwards."""
+    import phylib.utils
+    from phy.apps.template import TemplateController, get_template_params
+    from phy.gui.qt import create_app
+
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    app = create_app()
+    controller = TemplateController(config_dir=Path(config_dir), clear_cache=True, clear_state=True,
+                                    enable_threading=False, **get_template_params(str(Path(ks_dir) / "params.py")))
+    try:
+        gui = controller.create_gui(do_prompt_save=False)
+        try:
+            gui.show()
+            app.processEvents()
+            yield controller, app
+        finally:
+            gui.close()
+    finally:
+        controller.close()
+        phylib.utils.reset()

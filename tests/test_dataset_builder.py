@@ -149,31 +149,15 @@ def test_raw_dataset_same_sorting_as_default(ks_dataset, ks_dataset_raw):
 
 
 def test_phy_template_gui_opens_dataset(ks_dataset_copy, tmp_path):
-    import phylib.utils
-    from phy.apps.template import TemplateController, get_template_params
-    from phy.gui.qt import create_app
+    from tests.conftest import plain_phy
 
-    app = create_app()
-    controller = TemplateController(
-        config_dir=tmp_path / "phy_config", clear_cache=True, clear_state=True, enable_threading=False,
-        **get_template_params(str(ks_dataset_copy / "params.py")),
-    )
-    try:
-        gui = controller.create_gui(do_prompt_save=False)
-        try:
-            gui.show()
-            app.processEvents()
-            cluster_ids = list(controller.supervisor.clustering.cluster_ids)
-            assert cluster_ids == list(range(len(dsb.UNIT_SPECS)))
-            assert "bc_unitType" in controller.supervisor.columns
-            controller.supervisor.select([0])
-            app.processEvents()
-            assert controller.supervisor.selected == [0]
-        finally:
-            gui.close()
-    finally:
-        controller.close()
-        phylib.utils.reset()
+    with plain_phy(ks_dataset_copy, tmp_path / "phy_config") as (controller, app):
+        cluster_ids = list(controller.supervisor.clustering.cluster_ids)
+        assert cluster_ids == list(range(len(dsb.UNIT_SPECS)))
+        assert "bc_unitType" in controller.supervisor.columns
+        controller.supervisor.select([0])
+        app.processEvents()
+        assert controller.supervisor.selected == [0]
 
 
 # ---------------------------------------------------------------------------------------

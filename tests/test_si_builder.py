@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pandas as pd
@@ -184,31 +183,14 @@ def test_copy(si_dataset, si_dataset_copy, tmp_path):
 
 @pytest.mark.parametrize("layout", ["export", "sorter_output"])
 def test_phy_opens(si_dataset_copy, tmp_path, layout):
-    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    import phylib.utils
-    from phy.apps.template import TemplateController, get_template_params
-    from phy.gui.qt import create_app
+    from tests.conftest import plain_phy
 
     ds = si_dataset_copy("default", layout)
-    app = create_app()
-    controller = TemplateController(
-        config_dir=tmp_path / "phy_config", clear_cache=True, clear_state=True, enable_threading=False,
-        **get_template_params(str(ds.phy_dir / "params.py")),
-    )
-    try:
-        gui = controller.create_gui(do_prompt_save=False)
-        try:
-            gui.show()
-            app.processEvents()
-            assert list(controller.supervisor.clustering.cluster_ids) == list(range(N_UNITS))
-            if layout == "export":
-                assert "si_unit_id" in controller.model.metadata
-                assert controller.model.metadata["si_unit_id"][3] == 3 + sib.EXPORT_UNIT_ID_OFFSET
-            controller.supervisor.select([1])
-            app.processEvents()
-            assert controller.supervisor.selected == [1]
-        finally:
-            gui.close()
-    finally:
-        controller.close()
-        phylib.utils.reset()
+    with plain_phy(ds.phy_dir, tmp_path / "phy_config") as (controller, app):
+        assert list(controller.supervisor.clustering.cluster_ids) == list(range(N_UNITS))
+        if layout == "export":
+            assert "si_unit_id" in controller.model.metadata
+            assert controller.model.metadata["si_unit_id"][3] == 3 + sib.EXPORT_UNIT_ID_OFFSET
+        controller.supervisor.select([1])
+        app.processEvents()
+        assert controller.supervisor.selected == [1]

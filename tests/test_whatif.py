@@ -147,3 +147,21 @@ def test_population_view_counts_rules_and_a_click_on_the_plot_moves_the_threshol
     assert abs(moved - 0.6) < 0.02
     assert shown_labels(controller) == bombcell_labels(ks_dataset_copy / "bombcell", {"minPresenceRatio": moved})
     assert shown_labels(controller)[10] == "GOOD"  # presence ratio 0.67 passes at 0.6
+
+
+def test_another_runs_parameter_file_loads_as_a_what_if(ks_dataset_copy, bombcell_rerun, open_phy):
+    """A re-run with other thresholds (Bombcell's own parameter file): loaded in the dock, the labels become the
+    ones that run saved; Reset returns to this run's."""
+    other = bombcell_rerun(ks_dataset_copy, {"maxRPVviolations": 0.5, "minPresenceRatio": 0.9}, "other_run")
+    saved_by_other = pd.read_parquet(other / METRICS_FILE).set_index("phy_clusterID")["bc_unitType"].fillna("")
+    controller, gui = open_phy(ks_dataset_copy)
+    view = dock(gui)
+    before = shown_labels(controller)
+    view.load_parameters(other / PARAMS_FILE)
+    assert set(controller.phy_bcreason.live.overrides) == {"maxRPVviolations", "minPresenceRatio"}
+    assert shown_labels(controller) == saved_by_other.to_dict() != before
+    assert "maxRPVviolations 0.1 -> 0.5" in view.whatif.text()
+    view.reset_button.click()
+    assert shown_labels(controller) == before
+    view.load_parameters(ks_dataset_copy / "bombcell" / PARAMS_FILE)  # this run's own file: nothing to try
+    assert "no threshold or switch the rules read differs from this run" in view.whatif.text()
