@@ -9,9 +9,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.metadata
-import io
 import logging
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import pandas as pd
 
 from .bombcell_io import BombcellResults, find_bombcell_dir, load_results
 from .engine import UNDETERMINED, Explanation, evaluate, undetermined_phrase
+from .quiet import bombcell_output_to_log
 from .rules import PYTHON, SPIKEINTERFACE, SPIKEINTERFACE_LABELS, SPLIT_SWITCHES, unflatten_thresholds
 
 logger = logging.getLogger("phy_bcreason")
@@ -28,11 +27,11 @@ logger = logging.getLogger("phy_bcreason")
 def bombcell_labels(metrics: pd.DataFrame, params: dict, quiet: bool = True) -> np.ndarray:
     """Labels from Bombcell's own classifier (`bombcell.quality_metrics.get_quality_unit_type`).
 
-    Importing Bombcell takes seconds. With ``quiet`` what it prints (an ipywidgets banner, filled-in
-    parameters) is dropped, so stdout holds only our output. Not from a worker thread: redirecting stdout
-    swaps it for the whole process.
+    Importing Bombcell takes seconds. What it prints (an ipywidgets banner, filled-in parameters) goes to the
+    log at debug level, so stdout holds only our output; from any thread (`quiet.bombcell_output_to_log`
+    catches only the calling thread's prints). ``quiet`` is kept for callers; both values do the same.
     """
-    with contextlib.redirect_stdout(io.StringIO()) if quiet else contextlib.nullcontext():
+    with bombcell_output_to_log():
         from bombcell.quality_metrics import get_quality_unit_type
 
         _, labels = get_quality_unit_type(dict(params), metrics)

@@ -10,10 +10,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import install
+from ._version import __version__
 from .api import explain
 from .bombcell_io import BombcellResultsError, find_bombcell_dir, load_results
 from .engine import STATUS_NAMES, Explanation
 from .live_metrics import LiveMetricsError, with_live_rows
+from .quiet import bombcell_output_to_log
 from .rules import MATLAB, PYTHON
 from .whatif import WhatIfError, describe_overrides, editable, label_changes, parse_settings
 
@@ -136,6 +139,7 @@ def concordance_output(results, explanation: Explanation, args) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="phy-bcreason", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"phy-bcreason {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add_folder_args(p):
@@ -179,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--screenshot", type=Path, default=None, metavar="FILE",
                    help="save the window as a PNG and exit")
     add_audit_parsers(sub)
+
+    p = sub.add_parser("install-plugin", help="register the plugin in Phy's config (~/.phy), keeping the rest")
+    install.add_arguments(p)
+    p = sub.add_parser("uninstall-plugin", help="remove the plugin from Phy's config, as it was before")
+    install.add_arguments(p)
     return parser
 
 
@@ -187,12 +196,15 @@ def run(args: argparse.Namespace) -> int:
         from .demo import run_demo
 
         return run_demo(args.screenshot)
+    if args.command in ("install-plugin", "uninstall-plugin"):
+        return install.run(args.command == "uninstall-plugin", args.config_dir, args.dry_run)
     if args.command in AUDIT_COMMANDS:
         return run_audit_command(args)
     results = load_results(find_bombcell_dir(args.ks_dir, args.bombcell_dir), ks_dir=args.ks_dir,
                            classifier=args.classifier)
     if args.live:
-        results = with_live_rows(results, args.ks_dir)
+        with bombcell_output_to_log():  # Bombcell's import banner: never into our output
+            results = with_live_rows(results, args.ks_dir)
     overrides = parse_settings(getattr(args, "set", []), editable(results))
     explanation = explain(results, overrides=overrides)
     ids = _selected_ids(explanation, getattr(args, "cluster", None))

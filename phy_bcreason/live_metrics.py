@@ -17,10 +17,14 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import os
 import pickle
+import signal
 import subprocess
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -483,7 +487,11 @@ class MetricsProcess:
             args.append("--results-on-stdin")
         if nice:
             args.append(f"--nice={int(nice)}")
-        self.child = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+        env[PARENT_VARIABLE] = str(os.getpid())
+        # its own session: Ctrl-C in Phy's terminal is for Phy, which then closes the child (or the child sees
+        # its parent gone and ends by itself: `serve`)
+        self.child = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                                      start_new_session=True)
         self.ready = False
         if results is not None:
             self._send((results.params, _columns(results.metrics)))
@@ -552,12 +560,57 @@ def share_rpv_counts() -> None:
     qm._sliding_rp_violation_counts = remembering_count
 
 
+PARENT_VARIABLE = "PHY_BCREASON_PARENT_PID"
+
+
+def _child_setup() -> None:
+    """The child says nothing on the terminal it shares with Phy and never outlives Phy: what Bombcell prints
+    (and warns) goes to the log at debug level (the child has no log handler: dropped), fd 1 to the null device,
+    Ctrl-C is left to Phy, and a thread ends the process as soon as its parent is gone (killed, crashed) even in
+    the middle of a computation."""
+    from .quiet import send_prints_to_log
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    send_prints_to_log()
+    logging.captureWarnings(True)
+    logging.getLogger().addHandler(logging.NullHandler())  # no "last resort" printing of warnings to stderr
+    try:
+        parent = int(os.environ.get(PARENT_VARIABLE, ""))
+    except ValueError:
+        parent = os.getppid()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="watch-parent").start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(0)
+
+
+def _reply(out, answer) -> None:
+    try:
+        pickle.dump(answer, out)
+        out.flush()
+    except OSError:  # Phy is gone (BrokenPipeError): nobody to answer, nothing to say
+        os._exit(0)
+
+
+def _request():
+    """The next request, or None when Phy closed the pipe (or died in the middle of a request)."""
+    try:
+        return pickle.load(sys.stdin.buffer)
+    except EOFError:
+        return None
+    except Exception:
+        os._exit(0)
+
+
 def serve(ks_dir: str, bombcell_dir: str, results_on_stdin: bool = False, nice: int = 0) -> None:
     """The child's loop: {cluster id: spike ids} in, (True, (table, info)) or (False, message) out; or
     ("labels", metrics table) in, (True, Bombcell's labels) out. With ``results_on_stdin`` the first message is
     the run's (params, metrics), instead of reading them from ``bombcell_dir``."""
-    out = os.fdopen(os.dup(1), "wb")
-    os.dup2(2, 1)  # Bombcell prints: to stderr, never into the answers
+    out = os.fdopen(os.dup(1), "wb")  # the answers; fd 1 itself goes to the null device
+    _child_setup()
     if nice:
         os.nice(nice)
     error, recording, params = None, None, None
@@ -574,15 +627,10 @@ def serve(ks_dir: str, bombcell_dir: str, results_on_stdin: bool = False, nice: 
         share_rpv_counts()  # imports Bombcell: seconds, before the first merge rather than during it
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}".splitlines()[0] if not isinstance(exc, LiveMetricsError) else str(exc)
-    try:
-        pickle.dump((True, None), out)  # ready (errors are told with each answer)
-        out.flush()
-    except BrokenPipeError:  # Phy closed
-        return
+    _reply(out, (True, None))  # ready (errors are told with each answer)
     while True:
-        try:
-            request = pickle.load(sys.stdin.buffer)
-        except EOFError:
+        request = _request()
+        if request is None:
             return
         try:
             if isinstance(request, tuple) and request[0] == "labels":
@@ -595,11 +643,7 @@ def serve(ks_dir: str, bombcell_dir: str, results_on_stdin: bool = False, nice: 
                 answer = (False, error) if error else (True, (metrics_table(recording, request), recording.info()))
         except Exception as exc:
             answer = (False, f"{type(exc).__name__}: {exc}".splitlines()[0])
-        try:
-            pickle.dump(answer, out)
-            out.flush()
-        except BrokenPipeError:  # Phy closed
-            return
+        _reply(out, answer)
 
 
 def main(argv: list[str]) -> None:

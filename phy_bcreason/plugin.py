@@ -9,6 +9,7 @@ import functools
 import logging
 import os
 import queue
+import signal
 import threading
 import time
 
@@ -248,7 +249,10 @@ class Worker(QObject):
             except Exception as exc:  # a job's own errors are its business; never kill the thread
                 logger.warning("phy-bcreason: background job failed: %s: %s", type(exc).__name__, exc)
                 result = None
-            self.done.emit(callback, result)
+            try:
+                self.done.emit(callback, result)
+            except RuntimeError:  # Phy ended without closing its window: the Qt side of this worker is gone
+                return
 
     def _finish(self, callback, result) -> None:
         self.busy -= 1
@@ -331,6 +335,7 @@ class BombcellReasonPlugin(IPlugin):
                     view.show_clusters(cluster_ids)
 
             worker = Worker()
+            restore_ctrl_c = _close_on_ctrl_c(gui)
             self.worker = worker  # tests wait on worker.idle()
             closed = []
 
@@ -393,9 +398,40 @@ class BombcellReasonPlugin(IPlugin):
                 closed.append(True)
                 worker.stop()
                 live.close()
+                restore_ctrl_c()
                 unconnect(on_select, on_cluster, on_close, on_cluster_view_init, on_similarity_view_init)
 
         self._on_gui_ready = on_gui_ready
+
+
+def _close_on_ctrl_c(gui):
+    """Ctrl-C in the terminal closes Phy's window, as its close button does (Phy asks to save unsaved work), so
+    the plugin's process and thread end cleanly. Without this, Qt's event loop never lets Python see the signal,
+    and the KeyboardInterrupt surfaces later, as a traceback, in whichever callback runs next. Only when nobody
+    else handles SIGINT; returns what puts the previous handler back."""
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return lambda: None
+
+    def on_ctrl_c(signum, frame):
+        try:
+            gui.windowTitle()  # raises RuntimeError once Qt has deleted the window
+        except RuntimeError:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+            raise KeyboardInterrupt from None
+        QTimer.singleShot(0, gui.close)
+
+    signal.signal(signal.SIGINT, on_ctrl_c)
+    wake = QTimer(gui)  # Python only runs signal handlers when the event loop gives it the hand
+    wake.timeout.connect(lambda: None)
+    wake.start(250)
+
+    def restore():
+        wake.stop()
+        if signal.getsignal(signal.SIGINT) is on_ctrl_c:
+            signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    return restore
 
 
 def _install_sizing(view, ours) -> None:

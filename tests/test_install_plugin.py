@@ -1,7 +1,10 @@
-"""Tests for install_plugin.py: every test works in tmp folders, never in the real ~/.phy."""
+"""Tests for the installer (phy_bcreason/install.py), as `phy-bcreason install-plugin` and as the checkout's
+install_plugin.py: every test works in tmp folders, never in the real ~/.phy."""
 
 import importlib.util
+import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -9,12 +12,10 @@ from pathlib import Path
 
 import pytest
 
+from phy_bcreason import install as ip
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "install_plugin.py"
-
-_spec = importlib.util.spec_from_file_location("install_plugin", SCRIPT)
-ip = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ip)
 
 USER_CONFIG = textwrap.dedent(
     """\
@@ -445,3 +446,195 @@ def test_cli_refuses_half_marked_config(tmp_path):
     assert res.returncode == 2
     assert len(res.stderr.splitlines()) == 1
     assert config.read_text() == USER_CONFIG + ip.BEGIN_MARKER + "\n"
+
+
+# ------------------------------------------------------------------------------
+# install_plugin.py is a thin entry to the package's installer
+# ------------------------------------------------------------------------------
+
+
+def test_script_is_the_package_installer():
+    spec = importlib.util.spec_from_file_location("install_plugin_script", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert Path(script.install.__code__.co_filename).resolve() == Path(ip.__file__).resolve()
+    assert script.loader_text() == ip.loader_text()
+
+
+def test_script_runs_with_the_standard_library_alone(tmp_path):
+    """`python -S`: no site-packages at all, as before the package (or anything) is installed."""
+    cfg = tmp_path / "cfg"
+    env = dict(os.environ, HOME=str(tmp_path / "home"))
+    env.pop("PYTHONPATH", None)
+    res = subprocess.run([sys.executable, "-S", str(SCRIPT), "--config-dir", str(cfg)], capture_output=True,
+                         text=True, env=env, cwd=tmp_path, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert (cfg / "plugins" / "phy_bcreason_loader.py").is_file()
+    assert load_phy_config(cfg).TemplateGUI.plugins == ["BombcellReasonPlugin"]
+
+
+# ------------------------------------------------------------------------------
+# phy-bcreason install-plugin / uninstall-plugin / --version
+# ------------------------------------------------------------------------------
+
+
+def run_package_cli(*args, env=None, cwd=None):
+    env = dict(env or os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return subprocess.run([sys.executable, "-m", "phy_bcreason", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd, timeout=120)
+
+
+def test_package_cli_install_dry_run_uninstall(tmp_path):
+    cfg = tmp_path / "cfg"
+    cfg.mkdir()
+    _, loader, config = paths(cfg)
+    config.write_text(USER_CONFIG)
+
+    res = run_package_cli("install-plugin", "--config-dir", str(cfg), "--dry-run", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "[dry-run]" in res.stdout and config.read_text() == USER_CONFIG and not loader.exists()
+
+    res = run_package_cli("install-plugin", "--config-dir", str(cfg), cwd=tmp_path)
+    assert res.returncode == 0 and res.stderr == "", res.stderr
+    assert str(loader) in res.stdout
+    assert "phy_bcreason" in res.stdout.splitlines()[-1]  # which Python phy runs, and whether it finds us
+    c = load_phy_config(cfg)
+    assert c.TemplateGUI.plugins == ["SomeOtherPlugin", "BombcellReasonPlugin"]
+    assert "phy-bcreason uninstall-plugin" in loader.read_text()
+
+    res = run_package_cli("uninstall-plugin", "--config-dir", str(cfg), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert config.read_text() == USER_CONFIG and not loader.exists()
+    assert not (cfg / "phy_config.py.bcreason-backup").exists()
+
+
+def test_package_cli_error_is_one_line(tmp_path):
+    cfg = tmp_path / "not_a_dir"
+    cfg.write_text("x")
+    for command in ("install-plugin", "uninstall-plugin"):
+        res = run_package_cli(command, "--config-dir", str(cfg), cwd=tmp_path)
+        assert res.returncode == 2
+        assert len(res.stderr.splitlines()) == 1 and res.stderr.startswith("phy-bcreason: error:"), res.stderr
+
+
+def test_version_is_the_package_version(tmp_path):
+    import phy_bcreason
+
+    res = run_package_cli("--version", cwd=tmp_path)
+    assert res.returncode == 0
+    assert res.stdout.strip() == f"phy-bcreason {phy_bcreason.__version__}"
+    namespace = {}
+    exec((REPO / "phy_bcreason" / "_version.py").read_text(), namespace)
+    assert namespace["__version__"] == phy_bcreason.__version__
+    assert '\nversion = "' not in (REPO / "pyproject.toml").read_text()  # read from _version.py, not repeated
+
+
+# ------------------------------------------------------------------------------
+# Which Python runs phy, and does it find the package: regular, editable, user installs
+# ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bare_venv(tmp_path_factory):
+    """A virtual environment with neither phy nor phy_bcreason, and a `phy` command that runs its Python."""
+    root = tmp_path_factory.mktemp("venv") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(root)], check=True, timeout=300)
+    bin_dir = root / ("Scripts" if os.name == "nt" else "bin")
+    python = bin_dir / "python"
+    purelib = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+    site_packages = Path(subprocess.run([str(python), "-c", purelib], capture_output=True, text=True,
+                                        check=True).stdout.strip())
+    phy = bin_dir / "phy"
+    phy.write_text(f"#!{python}\nimport sys\nfrom phy.apps import phycli\nsys.exit(phycli())\n")
+    phy.chmod(0o755)
+    return bin_dir, python, site_packages
+
+
+def _fake_package(folder: Path) -> Path:
+    package = folder / "phy_bcreason"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("")
+    return package
+
+
+def _fake_dist_info(site_packages: Path, direct_url: dict | None) -> None:
+    info = site_packages / "phy_bcreason-9.9.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: phy-bcreason\nVersion: 9.9\n")
+    if direct_url is not None:
+        (info / "direct_url.json").write_text(json.dumps(direct_url))
+
+
+@pytest.fixture
+def venv_on_path(bare_venv, monkeypatch):
+    bin_dir, python, site_packages = bare_venv
+    monkeypatch.setenv("PATH", os.pathsep.join([str(bin_dir), os.environ["PATH"]]))
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    yield bin_dir, python, site_packages
+    for path in site_packages.iterdir():  # the module's venv back as it was
+        if path.name.startswith(("phy_bcreason", "__editable__", "_fake_editable")):
+            if path.is_dir():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+
+def test_report_names_phys_python_when_package_missing(venv_on_path):
+    bin_dir, python, _ = venv_on_path
+    found = ip.find_package()
+    assert found["python"] == str(python) and str(bin_dir / "phy") in found["how"]
+    assert found["package"] is None
+    lines = ip.package_report(found)
+    assert lines[0].startswith(f"note: phy_bcreason is not installed in {python}")
+    assert f"{python} -m pip install" in lines[0]
+    assert any("phy is not installed" in line for line in lines)
+
+
+def test_report_regular_install(venv_on_path):
+    _, python, site_packages = venv_on_path
+    package = _fake_package(site_packages)
+    _fake_dist_info(site_packages, None)
+    found = ip.find_package()
+    assert (found["kind"], found["version"]) == ("site", "9.9")
+    assert Path(found["package"]) == package
+    assert ip.package_report(found)[0] == (f"phy_bcreason 9.9 will be loaded by {python} (the Python of "
+                                           f"{python.parent / 'phy'}): installed in {package}")
+
+
+def test_report_editable_install_found_through_meta_path_finder(venv_on_path, tmp_path):
+    """As setuptools' editable installs: a .pth installs a meta-path finder; no sys.path entry holds the package."""
+    _, python, site_packages = venv_on_path
+    source = tmp_path / "checkout"
+    package = _fake_package(source)
+    (site_packages / "_fake_editable_finder.py").write_text(textwrap.dedent(f"""\
+        import importlib.util, sys
+        class Finder:
+            @classmethod
+            def find_spec(cls, name, path=None, target=None):
+                if name == "phy_bcreason":
+                    return importlib.util.spec_from_file_location(
+                        name, {str(package / "__init__.py")!r}, submodule_search_locations=[{str(package)!r}])
+        def install():
+            sys.meta_path.append(Finder)
+        """))
+    (site_packages / "__editable__.phy_bcreason-9.9.pth").write_text(
+        "import _fake_editable_finder; _fake_editable_finder.install()\n")
+    _fake_dist_info(site_packages, {"url": source.as_uri(), "dir_info": {"editable": True}})
+    found = ip.find_package()
+    assert found["kind"] == "editable" and Path(found["package"]) == package
+    assert f"editable install of {package}" in ip.package_report(found)[0]
+
+
+def test_report_user_install(tmp_path, monkeypatch):
+    user_base = tmp_path / "userbase"
+    monkeypatch.setenv("PYTHONUSERBASE", str(user_base))
+    monkeypatch.delenv("PYTHONPATH", raising=False)  # it would come first on sys.path
+    user_site = Path(subprocess.run([sys.executable, "-c", "import site; print(site.getusersitepackages())"],
+                                    capture_output=True, text=True, check=True, env=dict(os.environ)).stdout.strip())
+    package = _fake_package(user_site)
+    found = ip.find_package(sys.executable)
+    if found["package"] is None or Path(found["package"]) != package:
+        pytest.skip("this Python does not use a user site (a virtual environment)")
+    assert found["kind"] == "user"
+    assert f"user install in {package}" in ip.package_report(found)[0]
