@@ -307,7 +307,7 @@ class LiveReasons:
             computing = int(cluster_id) in self.pending
             return {"bc_label": COMPUTING_LABEL if computing else NO_ROW_LABEL,
                     "bc_classificationReason": self.why_no_row(cluster_id), "bc_nFailed": math.nan,
-                    "bc_margin": math.nan, "bc_source": FROM_LIVE if computing else ""}
+                    "bc_margin": math.nan, "bc_source": FROM_LIVE if computing else "", "bc_flag": ""}
         return values
 
     def agrees(self, cluster_id: int, group) -> float:

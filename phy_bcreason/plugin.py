@@ -239,6 +239,7 @@ class Worker(QObject):
 
     def stop(self) -> None:
         """The thread ends after the jobs already queued."""
+        self.stopping = True  # a job the closing interrupts (its process killed) fails quietly
         self.jobs.put(None)
 
     def _run(self) -> None:
@@ -247,7 +248,8 @@ class Worker(QObject):
             try:
                 result = job()
             except Exception as exc:  # a job's own errors are its business; never kill the thread
-                logger.warning("phy-bcreason: background job failed: %s: %s", type(exc).__name__, exc)
+                if not getattr(self, "stopping", False):
+                    logger.warning("phy-bcreason: background job failed: %s: %s", type(exc).__name__, exc)
                 result = None
             try:
                 self.done.emit(callback, result)

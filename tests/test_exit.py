@@ -164,3 +164,4 @@ def test_phy_ends_cleanly(tmp_path, mode, early):
     assert "Traceback" not in stderr, stderr
     assert "Exception ignored" not in stderr, stderr
     assert "ipywidgets" not in stderr, stderr  # Bombcell's import banner goes to the log, at debug level
+    assert "phy-bcreason:" not in stderr, stderr  # no warning of ours either, on the demo and a merge
