@@ -113,12 +113,11 @@ def spikeinterface_labels(results: BombcellResults, params: dict) -> np.ndarray:
     return labels["bombcell_label"].map(SPIKEINTERFACE_LABELS).to_numpy(dtype=object)
 
 
-def classifier_labels(results: BombcellResults, params: dict, quiet: bool = True) -> np.ndarray | None:
+def classifier_labels(results: BombcellResults, params: dict) -> np.ndarray | None:
     """The labels of the classifier that labelled the run, run on the same table, where it can run here:
-    Python Bombcell's and SpikeInterface's (MATLAB's needs MATLAB). Seconds to import: not on Phy's GUI thread,
-    and not ``quiet`` from another thread (see `bombcell_labels`)."""
+    Python Bombcell's and SpikeInterface's (MATLAB's needs MATLAB). Seconds to import: not on Phy's GUI thread."""
     if results.classifier == PYTHON:
-        return bombcell_labels(results.metrics, params, quiet=quiet)
+        return bombcell_labels(results.metrics, params)
     if results.classifier == SPIKEINTERFACE:
         return spikeinterface_labels(results, params)
     return None

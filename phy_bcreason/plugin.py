@@ -508,7 +508,7 @@ def _judge(live: LiveReasons):
     try:
         if live.results.classifier == PYTHON:
             return _start_process(live).labels(live.results.metrics)
-        return classifier_labels(live.results, live.results.params, quiet=False)
+        return classifier_labels(live.results, live.results.params)
     except Exception:
         logger.debug("phy-bcreason: Bombcell's own classifier could not run; labels are the rule table's",
                      exc_info=True)
