@@ -17,7 +17,7 @@ from .bombcell_io import BombcellResults, BombcellResultsError, find_bombcell_di
 from .engine import Explanation
 from .live_metrics import LiveInfo, LiveMetricsError, MetricsProcess, append_rows
 from .rules import MATLAB, PYTHON, SPIKEINTERFACE
-from .whatif import describe_overrides, label_changes, save_parameters
+from .whatif import describe_overrides, label_changes, same_value, save_parameters
 
 logger = logging.getLogger("phy_bcreason")
 
@@ -289,7 +289,7 @@ class LiveReasons:
         other, _ = repair_parameters(read_param_file(Path(path)), switches, thresholds)
         saved = self.saved.params
         return {name: other[name] for name in (*thresholds, *switches)
-                if name in other and not _same_value(other[name], saved.get(name))}
+                if name in other and not same_value(other[name], saved.get(name))}
 
     def save_overrides(self) -> Path:
         return save_parameters(self.results.folder, self.results.params, self.overrides, self.results.thresholds)
@@ -352,9 +352,3 @@ class LiveReasons:
             new_ids.append(new)
         return sorted(set(new_ids))
 
-
-def _same_value(a, b) -> bool:
-    try:
-        return float(a) == float(b) or (math.isnan(float(a)) and math.isnan(float(b)))
-    except (TypeError, ValueError):
-        return a == b

@@ -143,7 +143,6 @@ RULES: tuple[Rule, ...] = (
 # The switch that splits non-somatic units into good and MUA ones (it changes how the blocks combine).
 SPLIT_SWITCHES = {PYTHON: "splitGoodAndMua_NonSomatic", MATLAB: "splitGoodAndMua_NonSomatic",
                   SPIKEINTERFACE: "split_non_somatic"}
-SPLIT_SWITCH = SPLIT_SWITCHES[PYTHON]
 # Units with nSpikes == 0: Python leaves them unlabelled (""); MATLAB labels them like any unit (its reset
 # to NaN is behind `isfield(qMetric, 'nSpikes')`, false for the table it classifies); so does SpikeInterface.
 UNLABELLED_EMPTY_UNITS = {PYTHON: True, MATLAB: False, SPIKEINTERFACE: False}

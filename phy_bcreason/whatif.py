@@ -25,6 +25,14 @@ class WhatIfError(ValueError):
     """An edit that cannot be applied; one line for the user."""
 
 
+def same_value(a, b) -> bool:
+    """Whether an edited value is the saved one (numbers compared as numbers, NaN equal to NaN)."""
+    try:
+        return float(a) == float(b) or (np.isnan(float(a)) and np.isnan(float(b)))
+    except (TypeError, ValueError):
+        return a == b
+
+
 def editable(results=None) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(thresholds, switches) an edit may name: the run's own for SpikeInterface results, else Bombcell's."""
     if results is None or results.rules is None:

@@ -30,7 +30,7 @@ from qtpy.QtWidgets import (
 from .engine import RUN_SPELLING, STATUS_NAMES, STATUS_TEXT
 from .live import LiveReasons
 from .rules import BLOCK_TITLES, BLOCKS, GROUP_PHRASES, GROUP_TESTS, SPIKEINTERFACE, SWITCHES, switches_for
-from .whatif import WhatIfError, editable, parse_value, population
+from .whatif import WhatIfError, editable, parse_value, population, same_value
 
 HEADERS = ("metric", "value", "test", "threshold", "margin", "status", "parameter")
 STATUS_COLUMN = HEADERS.index("status")
@@ -46,13 +46,6 @@ STATUS_COLOURS = {  # foreground, background
 }
 LABEL_COLOURS = {"GOOD": "#2ca02c", "MUA": "#ff7f0e", "NOISE": "#d62728", "NON-SOMA": "#9467bd",
                  "NON-SOMA GOOD": "#9467bd", "NON-SOMA MUA": "#9467bd"}
-
-
-def _same(a, b) -> bool:
-    try:
-        return float(a) == float(b)
-    except (TypeError, ValueError):
-        return a == b
 
 
 def _fmt(x) -> str:
@@ -294,7 +287,7 @@ class BombcellWhyView(QWidget):
             return
         saved = self.live.saved.params.get(name)
         overrides = {k: v for k, v in self.live.overrides.items() if k != name}
-        if not _same(saved, value):
+        if not same_value(saved, value):
             overrides[name] = value
         self.on_overrides(overrides)
 
