@@ -163,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_set_arg(p)
     p.add_argument("--cluster", type=int, nargs="+", default=None, help="only these cluster ids")
     p.add_argument("--json", action="store_true", help="print one JSON array, one object per cluster")
+    p.add_argument("--figure", type=Path, default=None, metavar="FILE",
+                   help="with one --cluster: also write the dock's pictures of what Bombcell measured (PNG)")
 
     p = sub.add_parser("export", help="write cluster_bc_classificationReason.tsv and an audit table")
     add_folder_args(p)
@@ -210,6 +212,8 @@ def run(args: argparse.Namespace) -> int:
     ids = _selected_ids(explanation, getattr(args, "cluster", None))
     # errors before any output
     written = export(explanation, args.ks_dir) if args.command == "export" else []
+    if getattr(args, "figure", None) is not None:
+        written.append(write_figure_for(results, explanation, args.ks_dir, ids, args.figure))
     report = concordance_output(results, explanation, args) if args.command == "concordance" else None
     print(f"classifier: {explanation.classified_by}", file=sys.stderr)
     for note in explanation.notes:
@@ -230,6 +234,24 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
+
+
+def write_figure_for(results, explanation, ks_dir, cluster_ids: list[int], path: Path) -> Path:
+    from .evidence import EvidenceError, write_figure
+
+    if len(cluster_ids) != 1:
+        raise UsageError("--figure draws one cluster: give exactly one --cluster")
+    if path.suffix.lower() != ".png":
+        raise UsageError(f"{path}: --figure writes a PNG file (name it .png)")
+    try:
+        drawn = write_figure(results, explanation, ks_dir, cluster_ids[0], path)
+    except EvidenceError as exc:
+        raise UsageError(str(exc)) from None
+    for name, panel in drawn.items():
+        if panel["withheld"]:
+            print(f"note: {name} not drawn: it would disagree with the table ({'; '.join(panel['withheld'])})",
+                  file=sys.stderr)
+    return path
 
 
 AUDIT_COMMANDS = ("audit", "compare", "methods")

@@ -15,6 +15,7 @@ recording's waveforms).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import logging
@@ -315,9 +316,11 @@ def open_raw(ks_dir: Path, params: dict) -> tuple[np.ndarray | None, str]:
     return np.memmap(raw_file, dtype="int16", mode="r", shape=(n_samples, n_channels)), ""
 
 
-def raw_metrics(recording: Recording, spike_ids: np.ndarray, max_channel: int) -> tuple[float, float]:
+def raw_metrics(recording: Recording, spike_ids: np.ndarray, max_channel: int,
+                evidence: dict | None = None) -> tuple[float, float]:
     """rawAmplitude and signalToNoiseRatio as `run_bombcell` gets them from `extract_raw_waveforms` (evenly
-    spaced spikes, Bombcell's `process_a_unit`) and `get_raw_amplitude`."""
+    spaced spikes, Bombcell's `process_a_unit`) and `get_raw_amplitude`; ``evidence`` gets the waveforms and
+    the baseline they were measured on."""
     import bombcell.quality_metrics as qm
     from bombcell.extract_raw_waveforms import process_a_unit
 
@@ -343,6 +346,10 @@ def raw_metrics(recording: Recording, spike_ids: np.ndarray, max_channel: int) -
     amplitude = np.nan
     if param.get("gain_to_uV") is not None:
         amplitude = qm.get_raw_amplitude(waveform, param["gain_to_uV"], peak_channel=max_channel)
+    if evidence is not None:
+        evidence["raw"] = dict(snr_trace=np.squeeze(waveform[int(unit["raw_waveforms_peak_channel"]), :]),
+                               amplitude_trace=np.asarray(waveform[max_channel, :], dtype=float),
+                               baseline=np.asarray(baseline, dtype=float), gain_to_uV=param.get("gain_to_uV"))
     return float(amplitude), float(signal / noise)
 
 
@@ -352,9 +359,55 @@ def metric_names() -> list[str]:
     return ["nSpikes", *get_metric_keys()]
 
 
-def cluster_metrics(recording: Recording, spike_ids: np.ndarray) -> dict[str, float]:
-    """Bombcell's metrics for the cluster made of ``spike_ids`` (indices into the Kilosort spike arrays)."""
+class _Calls:
+    """Within the block, remember the calls Bombcell's metric module makes to some of the functions it uses
+    (``curve_fit``, ``find_peaks``, ``get_ratio``): their arguments and results are what the metric was measured
+    on (the Gaussian fitted to the amplitudes, the spatial decay fit, the peaks found and their widths, the peak
+    and trough sizes of the ratios), which Bombcell's functions do not return. The calls are Bombcell's own,
+    unchanged; only in our own process."""
+
+    NAMES = ("curve_fit", "find_peaks", "get_ratio")
+
+    def __init__(self, qm):
+        self.qm = qm
+
+    def __enter__(self) -> list[dict]:
+        self.calls, self.originals = [], {name: getattr(self.qm, name) for name in self.NAMES}
+        for name, function in self.originals.items():
+            setattr(self.qm, name, self._remembering(name, function))
+        return self.calls
+
+    def _remembering(self, name, function):
+        def remembering(*args, **kwargs):
+            result = function(*args, **kwargs)
+            if name == "curve_fit":
+                args = (args[0].__name__, *[np.array(a, dtype=float) for a in args[1:3]])
+                result = (np.array(result[0], dtype=float),)
+            elif name == "find_peaks":
+                args = (np.array(args[0], dtype=float),)
+            self.calls.append(dict(name=name, args=args, kwargs={k: v for k, v in kwargs.items()
+                                                                  if np.isscalar(v)}, result=result))
+            return result
+
+        return remembering
+
+    def __exit__(self, *exc):
+        for name, function in self.originals.items():
+            setattr(self.qm, name, function)
+
+
+def cluster_metrics(recording: Recording, spike_ids: np.ndarray, evidence: dict | None = None) -> dict[str, float]:
+    """Bombcell's metrics for the cluster made of ``spike_ids`` (indices into the Kilosort spike arrays).
+
+    With ``evidence`` (a dict), also what the metrics were measured on, as Bombcell's functions return it or
+    fit it (`evidence.py` draws it): the spikes and chunks, the amplitude fit, the spikes the refractory
+    test used, the template with the peaks and troughs `waveform_shape` detected, the drift per bin, the raw
+    waveform."""
     import bombcell.quality_metrics as qm
+
+    collect = evidence is not None
+    evidence = evidence if collect else {}
+    calls = _Calls(qm) if collect else contextlib.nullcontext([])
 
     param = dict(recording.params)  # Bombcell's functions may write into it
     spike_ids = np.sort(np.asarray(spike_ids, dtype=np.int64))
@@ -365,23 +418,36 @@ def cluster_metrics(recording: Recording, spike_ids: np.ndarray) -> dict[str, fl
     times = np.asarray(recording.spike_samples[spike_ids]) / param["ephys_sample_rate"]
     amplitudes = np.asarray(recording.amplitudes[spike_ids]).astype(np.float64)
     out["nSpikes"] = times.shape[0]
+    evidence.update(times=times, amplitudes=amplitudes, metrics=out)
     if times.size < MIN_SPIKES:
         return out
 
     chunks = recording.time_chunks
     missing_gaussian, _, _ = qm.perc_spikes_missing(amplitudes, times, chunks, param, return_per_bin=True)
     fraction_rpvs, _, _ = qm.fraction_RP_violations(times, amplitudes, chunks, param, return_per_bin=True)
+    evidence.update(chunks=chunks,
+                    chunk_missing=np.asarray(missing_gaussian, dtype=float).ravel(),
+                    chunk_rpv=np.asarray(fraction_rpvs, dtype=float).reshape(len(chunks) - 1, -1).min(axis=1)
+                    if np.size(fraction_rpvs) else np.array([]))
     local_clusters = np.zeros(times.shape[0], dtype=np.int32)  # this cluster is "unit 0" below
     (kept_times, kept_amplitudes, kept_clusters, out["useTheseTimesStart"], out["useTheseTimesStop"],
      out["RPV_window_index"]) = qm.time_chunks_to_keep(missing_gaussian, fraction_rpvs, chunks, times, amplitudes,
                                                         local_clusters, times, param)
     use_times = np.array((out["useTheseTimesStart"], out["useTheseTimesStop"]))
-    out["percentageSpikesMissing_gaussian"], out["percentageSpikesMissing_symmetric"] = qm.perc_spikes_missing(
-        kept_amplitudes, kept_times, use_times, param, metric=True)
+    with calls as amplitude_calls:
+        out["percentageSpikesMissing_gaussian"], out["percentageSpikesMissing_symmetric"] = qm.perc_spikes_missing(
+            kept_amplitudes, kept_times, use_times, param, metric=True)
+    evidence.update(kept_times=kept_times, kept_amplitudes=kept_amplitudes, use_times=use_times,
+                    amplitude_calls=amplitude_calls)
 
     if "rpv_method" in param:
-        contamination, out["estimatedTauR"], _ = qm.sliding_rp_violations(kept_times, use_times, param)
+        contamination, out["estimatedTauR"], violations = qm.sliding_rp_violations(kept_times, use_times, param)
         out["fractionRPVs_estimatedTauR"] = contamination
+        evidence["rpv"] = dict(method=param["rpv_method"], violations=int(violations),
+                               tauR_values=np.atleast_1d(param.get("tauR_values", np.array([0.002]))),
+                               tauC=param.get("tauC", 0.0001), tauR_reject=param.get("tauR_reject", 0.0005),
+                               confidence_threshold=param.get("confidence_threshold", 0.9),
+                               contamination_values=param.get("contamination_values"))
         if param["rpv_method"] == "ibl_sliding":
             out["RPV_status"] = qm.sliding_rp_status(kept_times, use_times, param)
         elif not np.isnan(contamination):
@@ -396,23 +462,36 @@ def cluster_metrics(recording: Recording, spike_ids: np.ndarray) -> dict[str, fl
         out["estimatedTauR"] = window[index] if index < len(window) else window[0]
 
     out["presenceRatio"] = qm.presence_ratio(kept_times, out["useTheseTimesStart"], out["useTheseTimesStop"], param)
+    evidence["presence_bin_size"] = param["presenceRatioBinSize"]
     if param.get("computeDrift") and recording.pc_features is not None:
-        out["maxDriftEstimate"], out["cumDriftEstimate"] = qm.max_drift_estimate(
+        out["maxDriftEstimate"], out["cumDriftEstimate"], evidence["drift"] = qm.max_drift_estimate(
             np.asarray(recording.pc_features[spike_ids]), pc_ind[np.newaxis], kept_clusters, kept_times, 0,
-            recording.channel_positions, param)
+            recording.channel_positions, param, return_per_bin=True)
     out["nSpikes"] = kept_times.shape[0]
 
     baseline_window = np.array((param["waveform_baseline_window_start"], param["waveform_baseline_window_stop"]))
-    shape = qm.waveform_shape(template[np.newaxis], 0, np.array([max_channel]), recording.channel_positions,
-                              baseline_window, param)
+    with calls as shape_calls:
+        shape = qm.waveform_shape(template[np.newaxis], 0, np.array([max_channel]), recording.channel_positions,
+                                  baseline_window, param)
     for name, value in zip(("nPeaks", "nTroughs", "waveformDuration_peakTrough", "spatialDecaySlope",
                             "waveformBaselineFlatness", "scndPeakToTroughRatio", "peak1ToPeak2Ratio",
                             "mainPeakToTroughRatio", "troughToPeak2Ratio", "mainPeak_before_width",
                             "mainTrough_width"), shape):
         out[name] = value
+    if collect:
+        peaks, troughs, duration_peak, duration_trough = shape[11:15]
+        evidence["waveform"] = dict(
+            trace=template[:, max_channel], peaks=np.atleast_1d(peaks).astype(float),
+            troughs=np.atleast_1d(troughs).astype(float), duration_peak=float(duration_peak),
+            duration_trough=float(duration_trough), baseline_window=baseline_window,
+            sample_rate=float(param["ephys_sample_rate"]), max_channel=max_channel,
+            calls=shape_calls)
     if recording.raw is not None:
-        out["rawAmplitude"], out["signalToNoiseRatio"] = raw_metrics(recording, spike_ids, max_channel)
-    return {name: float(value) for name, value in out.items()}
+        out["rawAmplitude"], out["signalToNoiseRatio"] = raw_metrics(recording, spike_ids, max_channel,
+                                                                     evidence if collect else None)
+    metrics = {name: float(value) for name, value in out.items()}
+    evidence["metrics"] = metrics
+    return metrics
 
 
 def metrics_table(recording: Recording, clusters: dict[int, np.ndarray]) -> pd.DataFrame:
@@ -432,14 +511,19 @@ def append_rows(results: BombcellResults, live_metrics: pd.DataFrame | None, not
                            [*results.notes, *notes])
 
 
+def spike_clusters_of(ks_dir: Path) -> np.ndarray:
+    """Each spike's cluster, as Phy saved it (spike_clusters.npy), or Kilosort's templates before any curation."""
+    path = next((ks_dir / n for n in ("spike_clusters.npy", "spike_templates.npy") if (ks_dir / n).is_file()), None)
+    if path is None:
+        raise LiveMetricsError(f"{ks_dir}: no spike_clusters.npy or spike_templates.npy")
+    return _load(path).reshape(-1)
+
+
 def with_live_rows(results: BombcellResults, ks_dir: str | Path) -> BombcellResults:
     """For scripts and the CLI (``--live``): add rows, recomputed here, for the clusters of the Kilosort folder's
     spike_clusters.npy that Bombcell's results lack (merged or split in Phy after Bombcell ran)."""
     ks_dir = Path(ks_dir)
-    path = next((ks_dir / n for n in ("spike_clusters.npy", "spike_templates.npy") if (ks_dir / n).is_file()), None)
-    if path is None:
-        raise LiveMetricsError(f"{ks_dir}: no spike_clusters.npy or spike_templates.npy")
-    spike_clusters = _load(path).reshape(-1)
+    spike_clusters = spike_clusters_of(ks_dir)
     missing = np.setdiff1d(np.unique(spike_clusters), results.cluster_ids)
     if not len(missing):
         return results
@@ -493,14 +577,25 @@ class MetricsProcess:
         self.child = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
                                       start_new_session=True)
         self.ready = False
+        self._lock = threading.Lock()  # one request at a time: live metrics and pictures come from two threads
         if results is not None:
             self._send((results.params, _columns(results.metrics)))
 
     def wait_ready(self) -> None:
         """Block until the child has opened the recording and imported Bombcell (seconds, once)."""
+        with self._lock:
+            self._wait_ready()
+
+    def _wait_ready(self) -> None:
         if not self.ready:
             self._answer()
             self.ready = True
+
+    def _ask(self, request):
+        with self._lock:
+            self._wait_ready()
+            self._send(request)
+            return self._answer()
 
     def _send(self, request) -> None:
         try:
@@ -521,15 +616,17 @@ class MetricsProcess:
         return payload
 
     def table(self, clusters: dict[int, np.ndarray]) -> tuple[pd.DataFrame, LiveInfo]:
-        self.wait_ready()
-        self._send({int(c): np.asarray(s, dtype=np.int64) for c, s in clusters.items()})
-        return self._answer()
+        return self._ask({int(c): np.asarray(s, dtype=np.int64) for c, s in clusters.items()})
 
     def labels(self, metrics: pd.DataFrame) -> np.ndarray:
         """Bombcell's own classifier (`api.bombcell_labels`) on ``metrics`` with the run's parameters."""
-        self.wait_ready()
-        self._send(("labels", _columns(metrics)))
-        return self._answer()
+        return self._ask(("labels", _columns(metrics)))
+
+    def evidence(self, cluster_id: int, spike_ids: np.ndarray, comparisons: list[dict], title: str,
+                 width_px: int) -> tuple[dict, bytes]:
+        """The evidence panel of one cluster (`evidence.picture`): what is drawn, and the PNG."""
+        return self._ask(("evidence", int(cluster_id), np.asarray(spike_ids, dtype=np.int64), comparisons, title,
+                          int(width_px)))
 
     def close(self) -> None:
         """Stop the child at once: it only ever reads files, so there is nothing to finish."""
@@ -607,13 +704,15 @@ def _request():
 
 def serve(ks_dir: str, bombcell_dir: str, results_on_stdin: bool = False, nice: int = 0) -> None:
     """The child's loop: {cluster id: spike ids} in, (True, (table, info)) or (False, message) out; or
-    ("labels", metrics table) in, (True, Bombcell's labels) out. With ``results_on_stdin`` the first message is
+    ("labels", metrics table) in, (True, Bombcell's labels) out; or ("evidence", cluster id, spike ids,
+    comparisons, title, width) in, (True, (what is drawn, PNG)) out. With ``results_on_stdin`` the first message is
     the run's (params, metrics), instead of reading them from ``bombcell_dir``."""
     out = os.fdopen(os.dup(1), "wb")  # the answers; fd 1 itself goes to the null device
     _child_setup()
     if nice:
         os.nice(nice)
     error, recording, params = None, None, None
+    measured: dict = {}  # cluster id -> its evidence, for pictures drawn again (what-if edits, a wider dock)
     try:
         if results_on_stdin:
             params, columns = pickle.load(sys.stdin.buffer)
@@ -633,7 +732,13 @@ def serve(ks_dir: str, bombcell_dir: str, results_on_stdin: bool = False, nice: 
         if request is None:
             return
         try:
-            if isinstance(request, tuple) and request[0] == "labels":
+            if isinstance(request, tuple) and request[0] == "evidence":
+                from .evidence import picture
+
+                if error:
+                    raise LiveMetricsError(error)
+                answer = (True, picture(recording, measured, *request[1:]))
+            elif isinstance(request, tuple) and request[0] == "labels":
                 from .api import bombcell_labels
 
                 if params is None:

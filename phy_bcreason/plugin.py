@@ -20,7 +20,7 @@ from qtpy.QtWidgets import QHeaderView, QToolTip
 from .api import classifier_labels
 from .concordance import PHY_GROUPS
 from .live import COLUMNS, REPLACED_METADATA, LiveReasons
-from .live_metrics import MATLAB_TSV_NAMES, NOT_METRICS, MetricsProcess
+from .live_metrics import MATLAB_TSV_NAMES, NOT_METRICS, LiveMetricsError, MetricsProcess
 from .rules import PYTHON
 from .why_view import BombcellWhyView
 
@@ -261,6 +261,60 @@ class Worker(QObject):
         _never_raise(callback)(result)
 
 
+class Pictures:
+    """The evidence panel's pictures (`evidence.py`), drawn in the live-metrics process on a thread of their own,
+    so that neither Phy's GUI thread nor the live metrics of a merge wait for them. Only the latest request is
+    drawn (a user stepping through clusters skips the ones passed); each picture is kept per cluster, what-if
+    edits and width, and dropped when its cluster is merged or split away."""
+
+    KEPT = 24
+
+    def __init__(self, live: LiveReasons, spikes_of):
+        self.live, self.spikes_of = live, spikes_of
+        self.worker = Worker()
+        self.cache: collections.OrderedDict = collections.OrderedDict()
+        self.wanted = None
+
+    def request(self, view, cluster_id: int, width_px: int) -> None:
+        live = self.live
+        key = (int(cluster_id), tuple(sorted((k, repr(v)) for k, v in live.overrides.items())), int(width_px))
+        if key in self.cache:
+            self.cache.move_to_end(key)
+            view.show_picture(cluster_id, *self.cache[key])
+            return
+        self.wanted = key
+        comparisons = live.explanation.comparisons(cluster_id)
+        title = f"cluster {cluster_id}: {live.column_values(cluster_id)['bc_label'] or '(empty)'}"
+        spike_ids = self.spikes_of(cluster_id)
+
+        def job():
+            if self.wanted != key:
+                return None  # the user moved on before this one's turn
+            try:
+                return _start_process(live).evidence(cluster_id, spike_ids, comparisons, title, width_px)
+            except LiveMetricsError as exc:
+                return None, None, str(exc).splitlines()[0]
+
+        def show(result):
+            if result is None:
+                return
+            if len(result) == 2:
+                self.cache[key] = result
+                while len(self.cache) > self.KEPT:
+                    self.cache.popitem(last=False)
+            view.show_picture(cluster_id, *result)
+
+        self.worker.submit(job, show)
+
+    def forget(self, cluster_ids) -> None:
+        gone = {int(c) for c in cluster_ids}
+        for key in [k for k in self.cache if k[0] in gone]:
+            del self.cache[key]
+
+    def stop(self) -> None:
+        self.worker.stop()
+
+
 class BombcellReasonPlugin(IPlugin):
     def attach_to_controller(self, controller):
         live = LiveReasons.load(controller.dir_path)
@@ -304,6 +358,10 @@ class BombcellReasonPlugin(IPlugin):
             view.concordance.get_groups = lambda: {c: g for c in controller.supervisor.clustering.cluster_ids.tolist()
                                                    if (g := user_group(c)) in PHY_GROUPS}
             supervisor = getattr(controller, "supervisor", None)
+            pictures = getattr(self, "pictures", None)
+            if pictures is not None and live.results is not None and live.results.classifier == PYTHON:
+                view.evidence.request = _never_raise(
+                    lambda cluster_id, width: pictures.request(view.evidence, cluster_id, width))
             if supervisor is not None:
                 view.show_clusters(supervisor.selected_clusters)
             return view
@@ -339,6 +397,12 @@ class BombcellReasonPlugin(IPlugin):
             worker = Worker()
             restore_ctrl_c = _close_on_ctrl_c(gui)
             self.worker = worker  # tests wait on worker.idle()
+            self.pictures = pictures = Pictures(live, lambda c: supervisor.clustering.spikes_per_cluster[c])
+            for view in gui.list_views(VIEW_NAME):  # docks made before (Phy's saved layout): pictures now
+                if live.results is not None and live.results.classifier == PYTHON:
+                    view.evidence.request = _never_raise(
+                        lambda cluster_id, width, view=view: pictures.request(view.evidence, cluster_id, width))
+                    view.evidence.show_cluster(view.evidence.cluster_id, again=True)
             closed = []
 
             def compute_live(cluster_ids, on_open=False):
@@ -364,6 +428,7 @@ class BombcellReasonPlugin(IPlugin):
             @connect(sender=supervisor)
             @_never_raise
             def on_cluster(sender, up):
+                pictures.forget(up.deleted)
                 if up.added:
                     live.record_clustering(up.descendants)
                     compute_live(up.added)
@@ -399,6 +464,7 @@ class BombcellReasonPlugin(IPlugin):
             def on_close(sender):
                 closed.append(True)
                 worker.stop()
+                pictures.stop()
                 live.close()
                 restore_ctrl_c()
                 unconnect(on_select, on_cluster, on_close, on_cluster_view_init, on_similarity_view_init)

@@ -6,8 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtCore import QSize, Qt
-from qtpy.QtGui import QBrush, QColor, QFont
+from qtpy.QtCore import QSize, Qt, QTimer
+from qtpy.QtGui import QBrush, QColor, QFont, QPixmap
 from qtpy.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -18,6 +18,8 @@ from qtpy.QtWidgets import (
     QLabel,
     QLineEdit,
     QPushButton,
+    QScrollArea,
+    QSplitter,
     QTableWidget,
     QTableWidgetItem,
     QTabWidget,
@@ -29,7 +31,16 @@ from qtpy.QtWidgets import (
 
 from .engine import RUN_SPELLING, STATUS_NAMES, STATUS_TEXT
 from .live import LiveReasons
-from .rules import BLOCK_TITLES, BLOCKS, GROUP_PHRASES, GROUP_TESTS, SPIKEINTERFACE, SWITCHES, switches_for
+from .rules import (
+    BLOCK_TITLES,
+    BLOCKS,
+    GROUP_PHRASES,
+    GROUP_TESTS,
+    PYTHON,
+    SPIKEINTERFACE,
+    SWITCHES,
+    switches_for,
+)
 from .whatif import WhatIfError, editable, parse_value, population, same_value
 
 HEADERS = ("metric", "value", "test", "threshold", "margin", "status", "parameter")
@@ -237,7 +248,13 @@ class BombcellWhyView(QWidget):
                            "QHeaderView::section { background-color: #262626; color: #dddddd; }")
         layout = QVBoxLayout(self)
         self.tabs = QTabWidget()
-        self.tabs.addTab(self.tree, "Selected cluster")
+        self.evidence = EvidencePanel(self)
+        selected = QSplitter(Qt.Vertical)
+        selected.addWidget(self.tree)
+        selected.addWidget(self.evidence)
+        selected.setStretchFactor(0, 1)
+        selected.setStretchFactor(1, 2)
+        self.tabs.addTab(selected, "Selected cluster")
         self.population = PopulationPanel(self)
         self.tabs.addTab(self.population, "Population")
         self.concordance = ConcordancePanel(self)
@@ -373,6 +390,7 @@ class BombcellWhyView(QWidget):
         self.banner.setVisible(bool(line))
         if line:
             self.whatif.setText(line)
+        self.evidence.show_cluster(cluster_id)
 
     def _fill_tree(self, lines: list[Line]) -> None:
         self._filling = True
@@ -414,6 +432,87 @@ class BombcellWhyView(QWidget):
 
     def text(self) -> str:
         return content_text(self.content) if self.content else ""
+
+
+class EvidencePanel(QWidget):
+    """Below the rules: what Bombcell measured for the selected cluster, drawn (`evidence.py`), decisive rules
+    first. The picture is made off Phy's GUI thread, in the live-metrics process: the plugin sets ``request``
+    (cluster id, width in pixels) and calls `show_picture` when it is ready; the rules above never wait."""
+
+    def __init__(self, why: BombcellWhyView):
+        super().__init__()
+        self.why = why
+        self.request = None          # set by the plugin: request(cluster_id, width_px)
+        self.cluster_id: int | None = None
+        self.summary: dict | None = None  # what the picture shown was drawn from (panel -> values, note, features)
+        self.png: bytes | None = None
+        self.status = QLabel()
+        self.status.setWordWrap(True)
+        self.status.setStyleSheet("color: #9a9a9a;")
+        self.image = QLabel()
+        self.image.setAlignment(Qt.AlignTop | Qt.AlignLeft)
+        self.scroll = QScrollArea()
+        self.scroll.setWidget(self.image)
+        self.scroll.setWidgetResizable(False)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.status)
+        layout.addWidget(self.scroll, 1)
+        self._resized = QTimer(self)  # a wider or narrower dock: drawn again at its new width, once it settles
+        self._resized.setSingleShot(True)
+        self._resized.setInterval(300)
+        self._resized.timeout.connect(lambda: self.show_cluster(self.cluster_id, again=True))
+        self._width = 0
+
+    def width_px(self) -> int:
+        return max(400, self.scroll.viewport().width() // 40 * 40)  # in steps, so that pictures can be reused
+
+    def show_cluster(self, cluster_id: int | None, again: bool = False) -> None:
+        live = self.why.live
+        if cluster_id == self.cluster_id and not again and self.png is not None and self._width == self.width_px():
+            return
+        self.cluster_id, self.summary, self.png = cluster_id, None, None
+        self.image.clear()
+        self.image.resize(0, 0)
+        if cluster_id is None or live.explanation is None:
+            self.status.setText("")
+            return
+        if live.results is None or live.results.classifier != PYTHON:
+            run = live.results.classifier if live.results is not None else "this"
+            self.status.setText(f"No pictures for {run} results: they are drawn from Python Bombcell's own metric "
+                                "functions, which measure what this classifier's code measured only for Python "
+                                "Bombcell's runs.")
+            return
+        if not live.has_row(cluster_id):
+            self.status.setText("")  # computing: drawn once its metrics are in
+            return
+        if self.request is None:
+            self.status.setText("Pictures of what Bombcell measured are drawn when the dock runs in Phy.")
+            return
+        self._width = self.width_px()
+        self.status.setText("drawing what Bombcell measured…")
+        self.request(cluster_id, self._width)
+
+    def show_picture(self, cluster_id: int, summary: dict | None, png: bytes | None, error: str = "") -> None:
+        if cluster_id != self.cluster_id:
+            return  # the user moved on
+        if error or png is None:
+            self.status.setText(f"No picture: {error or 'it could not be drawn'}")
+            return
+        self.summary, self.png = summary, png
+        pixmap = QPixmap()
+        pixmap.loadFromData(png, "PNG")
+        self.image.setPixmap(pixmap)
+        self.image.resize(pixmap.size())
+        withheld = [name for name, panel in summary.items() if panel.get("withheld")]
+        self.status.setText("Computed with Bombcell's own functions from the Kilosort files and the run's "
+                            "parameters; each picture is drawn from the values in the table above"
+                            + (f" (not drawn where they differ: {', '.join(withheld)})" if withheld else "") + ".")
+
+    def resizeEvent(self, event) -> None:
+        super().resizeEvent(event)
+        if self.cluster_id is not None and self.request is not None and self.width_px() != self._width:
+            self._resized.start()
 
 
 POPULATION_HEADERS = ("decides", "also fails", "within 10%", "flips at ±10%", "rule")

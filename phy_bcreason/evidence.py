@@ -1,0 +1,599 @@
+"""The evidence behind each rule, drawn as Bombcell measured it: for one cluster, the template with the peaks and
+troughs `waveform_shape` detected, the amplitude histogram with the Gaussian `perc_spikes_missing` fitted, the
+spike pairs the refractory test counted, the presence bins, the drift per bin, the raw waveform.
+
+Everything drawn comes from Bombcell's own calls for that cluster (`live_metrics.cluster_metrics` with an
+``evidence`` dict: its functions' per-bin outputs, and the fits, peaks and sizes they computed on the way), never
+from a re-implementation. Each panel also gives back the metric values its drawn features imply (`panels`:
+``values``), and a panel whose values differ from the table's is not drawn: a picture that disagrees with the
+number beside it is worse than none. No Qt here: `render` makes a PNG (in the live-metrics child process for
+the dock, in-process for ``phy-bcreason explain --figure``).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .engine import STATUS_NAMES, STATUS_TEXT
+
+WAVEFORM_METRICS = ("nPeaks", "nTroughs", "waveformDuration_peakTrough", "waveformBaselineFlatness",
+                    "scndPeakToTroughRatio", "peak1ToPeak2Ratio", "mainPeakToTroughRatio", "troughToPeak2Ratio",
+                    "mainPeak_before_width", "mainTrough_width")
+PANEL_METRICS = {  # panel -> the metrics it shows, in the order the panels are drawn when none decides
+    "waveform": WAVEFORM_METRICS,
+    "spatial_decay": ("spatialDecaySlope",),
+    "amplitudes": ("percentageSpikesMissing_gaussian",),
+    "refractory": ("fractionRPVs_estimatedTauR",),
+    "presence": ("presenceRatio", "nSpikes"),
+    "drift": ("maxDriftEstimate",),
+    "raw": ("rawAmplitude", "signalToNoiseRatio"),
+}
+PANEL_TITLES = {
+    "waveform": "template on its peak channel", "spatial_decay": "amplitude across nearby channels",
+    "amplitudes": "amplitude distribution (kept time)", "refractory": "autocorrelogram (kept time)",
+    "presence": "spikes over time", "drift": "depth over time", "raw": "raw waveform",
+}
+NOT_DRAWN = {  # metrics with rules but no picture, and why
+    "isolationDistance": "compares the cluster with every other cluster's PC features",
+    "Lratio": "compares the cluster with every other cluster's PC features",
+    "silhouetteScore": "compares the cluster with every other cluster's PC features",
+}
+SHOWN_RULES = 5  # rule lines above a panel
+STATUS_COLOURS = {"decisive": "#ff6b6b", "also_failed": "#f0a030", "pass": "#7fd17f", "exempt": "#7fb2ff"}
+FOREGROUND, BACKGROUND, TRACE = "#dddddd", "#151515", "#8fb8ff"
+
+
+@dataclass
+class Panel:
+    name: str
+    values: dict[str, float] = field(default_factory=dict)  # metric -> its value from the drawn features
+    data: dict = field(default_factory=dict)                 # what is drawn
+    note: str = ""                                           # said in place of (or beside) the picture
+
+
+def measure(recording, spike_ids) -> dict:
+    """Bombcell's metric functions on one cluster, with everything they measured (``evidence["metrics"]``: the
+    values, as `live_metrics.cluster_metrics` gives them)."""
+    from .live_metrics import cluster_metrics
+
+    evidence: dict = {}
+    cluster_metrics(recording, spike_ids, evidence)
+    return evidence
+
+
+def _same(drawn: float, table) -> bool:
+    if table is None:
+        return True  # nothing to disagree with
+    table = float(table)
+    if math.isnan(drawn) or math.isnan(table):
+        return math.isnan(drawn) and math.isnan(table)
+    return bool(np.isclose(drawn, table, rtol=1e-9, atol=1e-12))
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return float("inf") if denominator == 0 else numerator / denominator  # Bombcell's get_ratio
+
+
+def _waveform(evidence: dict) -> Panel:
+    wave = evidence.get("waveform")
+    panel = Panel("waveform")
+    if wave is None or np.isnan(evidence["metrics"].get("nPeaks", np.nan)):
+        panel.note = "fewer than 50 spikes, or a NaN template: Bombcell measures no waveform (nPeaks is NaN)"
+        return panel
+    trace = np.asarray(wave["trace"], dtype=float)
+    rate = wave["sample_rate"]
+    peaks, troughs = wave["peaks"].astype(int), wave["troughs"].astype(int)
+    start, stop = (int(x) for x in wave["baseline_window"])
+    calls = wave["calls"]
+    ratios = [c["args"] for c in calls if c["name"] == "get_ratio"]  # in waveform_shape's order
+    panel.values = {
+        "nPeaks": float(len(peaks)), "nTroughs": float(len(troughs)),
+        "waveformDuration_peakTrough": 1e6 * abs(wave["duration_trough"] - wave["duration_peak"]) / rate,
+        "waveformBaselineFlatness": float(np.max(np.abs(trace[start:stop])) / np.max(np.abs(trace))),
+    }
+    sizes = {}
+    if len(ratios) == 4:  # scnd (after, trough), peak1/peak2 (before, after), main, trough/peak2 (trough, before)
+        sizes = dict(before=float(ratios[1][0]), after=float(ratios[1][1]), trough=float(ratios[0][1]))
+        panel.values.update(
+            scndPeakToTroughRatio=_ratio(sizes["after"], sizes["trough"]),
+            peak1ToPeak2Ratio=_ratio(sizes["before"], sizes["after"]),
+            mainPeakToTroughRatio=_ratio(max(sizes["before"], sizes["after"]), sizes["trough"]),
+            troughToPeak2Ratio=_ratio(sizes["trough"], sizes["before"]))
+    # the widths find_peaks measured (half prominence), as segments on the trace; the one Bombcell reported is
+    # found by its value
+    segments = []
+    for call in (c for c in calls if c["name"] == "find_peaks"):
+        searched = call["args"][0]
+        n, known = len(searched), ~np.isnan(searched)  # waveform_shape blanks the first samples
+        sign, offset = 1.0, 0
+        if n == len(trace) and np.allclose(searched[known], -trace[known]):
+            sign = -1.0
+        elif not np.allclose(searched[known], trace[:n][known]):
+            offset = len(trace) - n
+        locations, properties = call["result"]
+        for k in range(len(locations)):
+            segments.append(dict(width=float(properties["widths"][k]), height=sign * properties["width_heights"][k],
+                                 left=offset + properties["left_ips"][k], right=offset + properties["right_ips"][k],
+                                 trough=sign < 0))
+    metrics = evidence["metrics"]
+    for name, trough in (("mainTrough_width", True), ("mainPeak_before_width", False)):
+        match = next((s for s in segments if s["trough"] == trough and _same(s["width"], metrics.get(name))
+                      and not np.isnan(metrics.get(name, np.nan))), None)
+        if match is not None:
+            panel.values[name] = match["width"]
+            panel.data[name] = match
+    formulas = {}  # how each ratio and width comes from what is drawn
+    if sizes:
+        for metric, (top, bottom) in {"scndPeakToTroughRatio": ("after", "trough"),
+                                      "peak1ToPeak2Ratio": ("before", "after"),
+                                      "troughToPeak2Ratio": ("trough", "before")}.items():
+            formulas[metric] = f"{top}/{bottom} = {sizes[top]:.3g}/{sizes[bottom]:.3g}"
+        formulas["mainPeakToTroughRatio"] = (f"max(before, after)/trough = "
+                                             f"{max(sizes['before'], sizes['after']):.3g}/{sizes['trough']:.3g}")
+    for name in ("mainTrough_width", "mainPeak_before_width"):
+        if name in panel.data:
+            formulas[name] = "cyan bar, in samples"
+    panel.data.update(trace=trace, peaks=peaks, troughs=troughs, rate=rate, baseline=(start, stop), formulas=formulas,
+                      duration=(int(wave["duration_peak"]), int(wave["duration_trough"])), sizes=sizes,
+                      first_valid=24 if len(trace) == 82 else 4)
+    return panel
+
+
+def _spatial_decay(evidence: dict) -> Panel:
+    panel = Panel("spatial_decay")
+    wave = evidence.get("waveform") or {}
+    fit = next((c for c in wave.get("calls", ()) if c["name"] == "curve_fit"
+                and c["args"][0] in ("exp_fit", "linear_fit")), None)
+    if fit is None:
+        panel.note = "Bombcell fitted no spatial decay for this cluster (too few channels nearby, or switched off)"
+        return panel
+    function, distances, amplitudes = fit["args"]
+    params = fit["result"][0]
+    panel.values["spatialDecaySlope"] = float(-params[0])
+    grid = np.linspace(0, float(np.max(distances)) * 1.05, 100)
+    curve = params[1] * np.exp(params[0] * grid) if function == "exp_fit" else params[0] * grid + params[1]
+    panel.data.update(function=function, distances=distances, amplitudes=amplitudes, grid=grid, curve=curve,
+                      params=params)
+    return panel
+
+
+def _amplitudes(evidence: dict) -> Panel:
+    from scipy.stats import norm
+
+    panel = Panel("amplitudes")
+    if "kept_amplitudes" not in evidence:
+        panel.note = "fewer than 50 spikes: Bombcell measures no amplitude distribution"
+        return panel
+    fit = next((c for c in evidence["amplitude_calls"] if c["name"] == "curve_fit"
+                and c["args"][0] == "gaussian_cut"), None)
+    panel.data["amplitudes"] = evidence["kept_amplitudes"]
+    if fit is None:
+        value = evidence["metrics"].get("percentageSpikesMissing_gaussian", np.nan)
+        panel.note = ("the amplitude distribution's peak is cut off: Bombcell counts 100% missing"
+                      if value == 100 else "too few spikes for Bombcell to fit the amplitude distribution")
+        return panel
+    _, centres, counts = fit["args"]
+    height, mean, width, cutoff = fit["result"][0]
+    panel.values["percentageSpikesMissing_gaussian"] = float(100 * (1 - norm.cdf((mean - cutoff) / abs(width))))
+    grid = np.linspace(min(centres.min(), mean - 4 * abs(width)), max(centres.max(), mean + 4 * abs(width)), 300)
+    panel.data.update(centres=centres, counts=counts, grid=grid, fit=fit["result"][0],
+                      gaussian=height * np.exp(-((grid - mean) ** 2) / (2 * width ** 2)), cutoff=float(cutoff))
+    return panel
+
+
+def _kept_chunk_times(evidence: dict) -> tuple[np.ndarray, float]:
+    """The spikes the refractory test used (Bombcell's chunk test: start <= t < stop) and the chunk's length."""
+    start, stop = evidence["use_times"]
+    times = np.sort(evidence["kept_times"])
+    return times[(times >= start) & (times < stop)], float(stop - start)
+
+
+def _refractory(evidence: dict) -> Panel:
+    panel = Panel("refractory")
+    rpv = evidence.get("rpv")
+    if rpv is None:
+        panel.note = ("not drawn for Bombcell's legacy refractory test (a parameter file without rpv_method)"
+                      if "kept_times" in evidence else "fewer than 50 spikes: no refractory test")
+        return panel
+    import bombcell.quality_metrics as qm
+    from scipy.stats import poisson
+
+    times, duration = _kept_chunk_times(evidence)
+    tau_c, method = float(rpv["tauC"]), rpv["method"]
+    tau_r = evidence["metrics"]["estimatedTauR"]
+    window = max(0.015, 1.5 * float(np.max(rpv["tauR_values"])))
+    ends = np.searchsorted(times, times + window)
+    pairs = np.concatenate([times[i + 1:e] - times[i] for i, e in enumerate(ends) if e > i + 1] or [np.array([])])
+    panel.data.update(pairs=pairs, window=window, tauC=tau_c, tauR=tau_r, method=method,
+                      violations=rpv["violations"], n=len(times))
+    tested = np.atleast_1d(np.asarray(rpv["tauR_values"], dtype=float))
+    if len(times) <= 1:
+        return panel
+    if method == "ibl_sliding":
+        tested = tested[tested > max(tau_c, rpv["tauR_reject"])]
+        # the spike pairs tauC <= dt < tauR at each tested tauR, counted as Bombcell counts them
+        counts = np.array([qm._count_pair_violations(times, tau_c, t, include_tauR=False) for t in tested])
+        levels = rpv["contamination_values"]
+        levels = np.arange(0.5, 35.5, 0.5) / 100 if levels is None else np.asarray(levels, dtype=float)
+        effective = duration - 2 * len(times) * tau_c
+        if not len(tested) or effective <= 0:
+            return panel
+        expected = qm._sliding_rp_expected_violations(len(times), effective, tested[:, None], tau_c, levels[None])
+        confident = np.any(1 - poisson.cdf(counts[:, None], expected) >= rpv["confidence_threshold"], axis=0)
+        panel.values["fractionRPVs_estimatedTauR"] = float(levels[np.argmax(confident)]) if confident.any() else 1.0
+        panel.data.update(tested=tested, counts=counts)
+    elif method == "hill":
+        intervals = np.diff(times)
+        counts = np.array([np.sum(intervals <= t) for t in tested])
+        found = [qm._compute_contamination_hill(c, len(times), duration, t, tau_c) for c, t in zip(counts, tested)]
+        found = [f for f in found if not np.isnan(f)]
+        panel.values["fractionRPVs_estimatedTauR"] = float(min(found)) if found else float("nan")
+        panel.data.update(tested=tested, counts=counts)
+    return panel
+
+
+def _presence(evidence: dict) -> Panel:
+    panel = Panel("presence")
+    if "kept_times" not in evidence:
+        panel.data.update(times=evidence.get("times", np.array([])), amplitudes=evidence.get("amplitudes"))
+        panel.values["nSpikes"] = float(len(panel.data["times"]))
+        panel.note = "fewer than 50 spikes: Bombcell measures nothing else"
+        return panel
+    kept = evidence["kept_times"]
+    start, stop = evidence["use_times"]
+    edges = np.arange(start, stop, evidence["presence_bin_size"])  # presence_ratio's bins
+    if edges.shape[0] < 2:
+        edges = np.array([start, stop])
+    counts = np.array([np.sum((kept >= a) & (kept < b)) for a, b in zip(edges[:-1], edges[1:])])
+    threshold = 0.05 * np.percentile(counts, 90)
+    full = (counts >= threshold) & (counts > 0)
+    panel.values.update(presenceRatio=float(full.sum() / full.shape[0]), nSpikes=float(len(kept)))
+    panel.data.update(times=evidence["times"], amplitudes=evidence["amplitudes"], edges=edges, counts=counts,
+                      threshold=float(threshold), full=full, chunks=evidence["chunks"], kept=(start, stop))
+    return panel
+
+
+def _drift(evidence: dict) -> Panel:
+    panel = Panel("drift")
+    drift = evidence.get("drift")
+    if drift is None:
+        panel.note = "Bombcell measured no drift for this cluster (computeDrift off, or no pc_features.npy)"
+        return panel
+    depths = np.asarray(drift["median_spike_depth_per_bin"], dtype=float)
+    panel.values["maxDriftEstimate"] = float(np.nanmax(depths) - np.nanmin(depths)) if np.isfinite(depths).any() \
+        else float("nan")
+    panel.data.update(bins=np.asarray(drift["time_bins"], dtype=float), depths=depths)
+    return panel
+
+
+def _raw(evidence: dict) -> Panel:
+    panel = Panel("raw")
+    raw = evidence.get("raw")
+    if raw is None:
+        panel.note = "no raw waveform: Bombcell ran without extractRaw, or the raw recording is not reachable"
+        return panel
+    baseline = raw["baseline"]
+    noise = float(np.median(np.abs(baseline - np.median(baseline))))
+    trace = np.asarray(raw["snr_trace"], dtype=float)
+    panel.values["signalToNoiseRatio"] = float(np.max(np.abs(trace)) / noise)
+    gain = raw["gain_to_uV"]
+    if gain is not None and not np.isnan(gain):
+        scaled = raw["amplitude_trace"] * gain
+        panel.values["rawAmplitude"] = float(abs(np.nanmax(scaled)) + abs(np.nanmin(scaled)))
+    panel.data.update(trace=trace, noise=noise, scaled=None if gain is None else raw["amplitude_trace"] * gain)
+    return panel
+
+
+BUILDERS = {"waveform": _waveform, "spatial_decay": _spatial_decay, "amplitudes": _amplitudes,
+            "refractory": _refractory, "presence": _presence, "drift": _drift, "raw": _raw}
+
+
+def panels(evidence: dict) -> dict[str, Panel]:
+    """Every panel's drawn features and the metric values they imply."""
+    return {name: build(evidence) for name, build in BUILDERS.items()}
+
+
+def drawn_values(evidence: dict) -> dict[str, float]:
+    """metric -> its value from the features drawn (tests compare these with the table)."""
+    return {metric: value for panel in panels(evidence).values() for metric, value in panel.values.items()}
+
+
+def _order(comparisons: list[dict]) -> list[str]:
+    """Panels in the order a curator needs them: those with a rule that decided the label, then those with a
+    failed rule, then the rest (in `PANEL_METRICS` order); panels whose rules are all switched off go last."""
+    def rank(name):
+        statuses = [c["status"] for c in comparisons if c["metric"] in PANEL_METRICS[name]]
+        for i, status in enumerate(("decisive", "also_failed", "pass", "exempt")):
+            if status in statuses:
+                return i
+        return 4
+    return sorted(PANEL_METRICS, key=rank)
+
+
+def disagreements(panel: Panel, comparisons: list[dict]) -> list[str]:
+    """Where the panel's drawn values differ from the values in the table beside it."""
+    out = []
+    for c in comparisons:
+        if c["metric"] in panel.values and not c["abs"] and not _same(panel.values[c["metric"]], c["value"]):
+            out.append(f"{c['metric']}: {panel.values[c['metric']]:.6g} drawn, {c['value']:.6g} in the table")
+    return sorted(set(out))
+
+
+def _rule_text(c: dict, formulas: dict | None = None) -> str:
+    """``✗ nPeaks 3 > 2: decided the label`` for a failed rule, ``✓ nPeaks 1, fails if > 2`` for a passed one;
+    with how the value comes from the picture where that is not plain (``formulas``)."""
+    value = "NaN" if c["value"] is None else f"{c['value']:.4g}"
+    if formulas and c["metric"] in formulas:
+        value = f"{value} ({formulas[c['metric']]})"
+    test = "is NaN" if c["op"] == "isnan" else f"{c['op']} {c['threshold']:.4g}" if c["threshold"] is not None \
+        else f"{c['op']} (threshold missing)"
+    if c["status"] in ("decisive", "also_failed"):
+        return f"✗ {c['metric']} {value} {test}: {STATUS_TEXT[STATUS_NAMES.index(c['status'])]}"
+    mark = "✓" if c["status"] == "pass" else "·"
+    fails_if = "NaN" if c["op"] == "isnan" else test
+    return f"{mark} {c['metric']} {value}, fails if {fails_if} ({STATUS_TEXT[STATUS_NAMES.index(c['status'])]})"
+
+
+def _threshold(comparisons: list[dict], metric: str, ops=("<", ">", "<=", ">=")) -> list[tuple[str, float, str]]:
+    return [(c["op"], c["threshold"], c["status"]) for c in comparisons
+            if c["metric"] == metric and c["op"] in ops and c["threshold"] is not None and c["status"] != "inactive"]
+
+
+def _style(ax) -> None:
+    ax.set_facecolor(BACKGROUND)
+    ax.tick_params(colors=FOREGROUND, labelsize=7)
+    for spine in ax.spines.values():
+        spine.set_color("#555555")
+    ax.xaxis.label.set_color(FOREGROUND)
+    ax.yaxis.label.set_color(FOREGROUND)
+    ax.xaxis.label.set_size(7)
+    ax.yaxis.label.set_size(7)
+
+
+def _draw_waveform(ax, panel: Panel, comparisons: list[dict]) -> None:
+    d = panel.data
+    trace, rate = d["trace"], d["rate"]
+    ms = np.arange(len(trace)) / rate * 1000
+    ax.plot(ms[d["first_valid"]:], trace[d["first_valid"]:], color=TRACE, lw=1.2)
+    ax.plot(ms[:d["first_valid"] + 1], trace[:d["first_valid"] + 1], color="#555555", lw=1,
+            label="not searched for peaks")
+    ax.plot(ms[d["peaks"]], trace[d["peaks"]], "^", color="#ffd24d", ms=7, label=f"{len(d['peaks'])} peak(s)")
+    ax.plot(ms[d["troughs"]], trace[d["troughs"]], "v", color="#ff6bd5", ms=7, label=f"{len(d['troughs'])} trough(s)")
+    start, stop = d["baseline"]
+    ax.axvspan(ms[start], ms[min(stop, len(ms) - 1)], color="#3a3a3a", alpha=0.6, label="baseline window")
+    peak_max = float(np.max(np.abs(trace)))
+    for _op, threshold, status in _threshold(comparisons, "waveformBaselineFlatness"):
+        ax.hlines([threshold * peak_max, -threshold * peak_max], ms[start], ms[min(stop, len(ms) - 1)],
+                  colors=STATUS_COLOURS.get(status, FOREGROUND), linestyles=":", lw=1)
+    a, b = d["duration"]
+    y = float(np.nanmax(trace)) * 1.25
+    ax.annotate("", (ms[a], y), (ms[b], y), arrowprops=dict(arrowstyle="<->", color="#7fd7e8", lw=0.9))
+    ax.text((ms[a] + ms[b]) / 2, y, f"peak to trough {panel.values['waveformDuration_peakTrough']:.0f} µs",
+            color="#7fd7e8", fontsize=7, ha="center", va="bottom")
+    ax.set_ylim(top=float(np.nanmax(trace)) * 1.5 + 1e-12)
+    for key, colour in (("before", "#ffd24d"), ("after", "#ffaa33"), ("trough", "#ff6bd5")):
+        if key in d["sizes"]:
+            level = -d["sizes"][key] if key == "trough" else d["sizes"][key]
+            ax.axhline(level, color=colour, lw=0.6, ls="--", alpha=0.7)
+            ax.text(ms[-1], level, f" {key} {abs(level):.3g}", color=colour, fontsize=6, va="center", ha="right")
+    for name in ("mainTrough_width", "mainPeak_before_width"):
+        if name in d:
+            s = d[name]
+            ax.hlines(s["height"], s["left"] / rate * 1000, s["right"] / rate * 1000, colors="#7fd7e8", lw=2)
+    ax.set_xlabel("ms")
+    ax.legend(fontsize=6, loc="best", facecolor=BACKGROUND, labelcolor=FOREGROUND, edgecolor="#555555",
+              framealpha=0.6)
+
+
+def _draw_spatial_decay(ax, panel: Panel, comparisons: list[dict]) -> None:
+    d = panel.data
+    ax.plot(d["distances"], d["amplitudes"], "o", color=TRACE, ms=4, label="channels used")
+    ax.plot(d["grid"], d["curve"], color="#ffd24d", lw=1,
+            label=f"{'exponential' if d['function'] == 'exp_fit' else 'linear'} fit: slope "
+                  f"{panel.values['spatialDecaySlope']:.4g}")
+    ax.set_xlabel("distance from the peak channel (µm)")
+    ax.set_ylabel("template amplitude" + (" (normalised)" if d["function"] == "exp_fit" else ""))
+    ax.legend(fontsize=6, facecolor=BACKGROUND, labelcolor=FOREGROUND, edgecolor="#555555")
+
+
+def _draw_amplitudes(ax, panel: Panel, comparisons: list[dict]) -> None:
+    d = panel.data
+    if "centres" not in d:
+        counts, edges = np.histogram(d["amplitudes"], bins=50)
+        ax.stairs(counts, edges, orientation="horizontal", fill=True, color=TRACE)
+        ax.set_ylabel("amplitude")
+        return
+    step = d["centres"][1] - d["centres"][0]
+    edges = np.append(d["centres"] - step / 2, d["centres"][-1] + step / 2)
+    ax.stairs(d["counts"], edges, orientation="horizontal", fill=True, color=TRACE, label="spikes per amplitude bin")
+    ax.plot(d["gaussian"], d["grid"], color="#ffd24d", lw=1.2, label="Gaussian Bombcell fitted")
+    below = d["grid"] < d["cutoff"]
+    ax.fill_betweenx(d["grid"][below], 0, d["gaussian"][below], color="#ff6b6b", alpha=0.5,
+                     label=f"missing: {panel.values['percentageSpikesMissing_gaussian']:.3g}%")
+    ax.axhline(d["cutoff"], color="#ff6b6b", lw=1, ls="--")
+    ax.set_ylabel("amplitude")
+    ax.set_xlabel("spikes")
+    ax.legend(fontsize=6, facecolor=BACKGROUND, labelcolor=FOREGROUND, edgecolor="#555555")
+
+
+def _draw_refractory(ax, panel: Panel, comparisons: list[dict]) -> None:
+    d = panel.data
+    bins = np.arange(0, d["window"] * 1000 + 0.25, 0.25)
+    ax.stairs(np.histogram(d["pairs"] * 1000, bins=bins)[0], bins, fill=True, color=TRACE)
+    ax.axvspan(d["tauC"] * 1000, d["tauR"] * 1000, color="#ff6b6b", alpha=0.3,
+               label=f"tauC {d['tauC'] * 1000:g} to tauR {d['tauR'] * 1000:g} ms: {d['violations']} pair(s)")
+    ax.set_xlabel(f"time to later spikes (ms), {d['n']} spikes; method {d['method']}")
+    ax.set_ylabel("spike pairs")
+    if "fractionRPVs_estimatedTauR" in panel.values:
+        ax.text(0.98, 0.95, f"contamination {panel.values['fractionRPVs_estimatedTauR']:.3g}", color=FOREGROUND,
+                fontsize=7, transform=ax.transAxes, ha="right", va="top")
+    ax.legend(fontsize=6, loc="upper left", facecolor=BACKGROUND, labelcolor=FOREGROUND, edgecolor="#555555")
+
+
+def _draw_presence(ax, panel: Panel, comparisons: list[dict]) -> None:
+    d = panel.data
+    times, amplitudes = d["times"], d["amplitudes"]
+    if len(times) > 5000:
+        pick = np.linspace(0, len(times) - 1, 5000).astype(int)
+        times, amplitudes = times[pick], amplitudes[pick]
+    if "edges" not in d:
+        ax.plot(times, amplitudes, ".", color=TRACE, ms=2)
+        return
+    ax.plot(times, amplitudes, ".", color="#5a6f99", ms=1.5)
+    ax.set_ylabel("amplitude")
+    ax.set_xlabel("time (s)")
+    start, stop = d["kept"]
+    if len(d["chunks"]) > 2:
+        for edge in d["chunks"]:
+            ax.axvline(edge, color="#555555", lw=0.6)
+        ax.axvspan(start, stop, color="#2f4f2f", alpha=0.4, label="time chunks kept")
+    bars = ax.twinx()
+    _style(bars)
+    widths = np.diff(d["edges"])
+    colours = np.where(d["full"], "#7fd17f", "#ff6b6b")
+    bars.bar(d["edges"][:-1], d["counts"], width=widths, align="edge", color=colours, alpha=0.35,
+             edgecolor=colours)
+    bars.axhline(d["threshold"], color="#ff6b6b", lw=0.8, ls="--")
+    bars.set_ylabel("spikes per bin (red: counted absent)")
+    if len(d["chunks"]) > 2:
+        ax.legend(fontsize=6, facecolor=BACKGROUND, labelcolor=FOREGROUND, edgecolor="#555555")
+
+
+def _draw_drift(ax, panel: Panel, comparisons: list[dict]) -> None:
+    d = panel.data
+    ax.step(d["bins"][:-1], d["depths"], where="post", color=TRACE)
+    for level in (np.nanmax(d["depths"]), np.nanmin(d["depths"])):
+        ax.axhline(level, color="#ffd24d", lw=0.7, ls="--")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("median spike depth (µm)")
+
+
+def _draw_raw(ax, panel: Panel, comparisons: list[dict]) -> None:
+    d = panel.data
+    ax.plot(d["trace"], color=TRACE, lw=1.2, label=f"SNR {panel.values['signalToNoiseRatio']:.3g}")
+    ax.axhspan(-d["noise"], d["noise"], color="#ff6b6b", alpha=0.3, label="baseline noise (MAD)")
+    ax.set_xlabel("sample")
+    ax.legend(fontsize=6, facecolor=BACKGROUND, labelcolor=FOREGROUND, edgecolor="#555555")
+
+
+DRAW = {"waveform": _draw_waveform, "spatial_decay": _draw_spatial_decay, "amplitudes": _draw_amplitudes,
+        "refractory": _draw_refractory, "presence": _draw_presence, "drift": _draw_drift, "raw": _draw_raw}
+
+
+def figure(evidence: dict, comparisons: list[dict], title: str = "", width_px: int = 900, dpi: int = 100,
+           built: dict[str, Panel] | None = None):
+    """The panels for one cluster, decisive rules first, as a matplotlib Figure (no pyplot, no GUI)."""
+    from matplotlib.figure import Figure
+
+    built = panels(evidence) if built is None else built
+    names = [n for n in _order(comparisons) if built[n].values or built[n].data or
+             any(c["metric"] in PANEL_METRICS[n] and c["status"] in ("decisive", "also_failed") for c in comparisons)]
+    columns = 1 if width_px < 700 else 2
+    rows = max(1, math.ceil(len(names) / columns))
+    # fixed inches per panel (title lines, axes, labels): no layout engine, which would cost more than the drawing
+    title_in, axes_in, below_in, top_in = (SHOWN_RULES + 2) * 0.13, 1.9, 0.45, 0.35
+    row_in = title_in + axes_in + below_in
+    height_in = top_in + rows * row_in
+    fig = Figure(figsize=(width_px / dpi, height_in), dpi=dpi, facecolor=BACKGROUND)
+    fig.text(0.01, 1 - 0.1 / height_in, title, color=FOREGROUND, fontsize=9, va="top")
+    left, gap = 0.75 / (width_px / dpi), 1.0 / (width_px / dpi)
+    panel_width = (1 - left - 0.02 - (columns - 1) * gap) / columns
+    for i, name in enumerate(names):
+        row, column = divmod(i, columns)
+        bottom = 1 - (top_in + row * row_in + title_in + axes_in) / height_in
+        ax = fig.add_axes((left + column * (panel_width + gap), bottom, panel_width - 0.45 / (width_px / dpi),
+                           axes_in / height_in))
+        _style(ax)
+        panel = built[name]
+        rules = sorted((c for c in comparisons if c["metric"] in PANEL_METRICS[name] and c["status"] != "inactive"),
+                       key=lambda c: STATUS_NAMES.index(c["status"]))
+        lines = [PANEL_TITLES[name]] + [_rule_text(c, panel.data.get("formulas")) for c in rules[:SHOWN_RULES]]
+        if len(rules) > SHOWN_RULES:
+            lines.append(f"  and {len(rules) - SHOWN_RULES} more (in the table above)")
+        colour = next((STATUS_COLOURS[c["status"]] for c in rules if c["status"] in ("decisive", "also_failed")),
+                      FOREGROUND)
+        ax.set_title("\n".join(lines), fontsize=7, color=colour, loc="left")
+        wrong = disagreements(panel, comparisons)
+        if wrong or not panel.data:
+            text = ("not drawn: the picture would disagree with the table (" + "; ".join(wrong) + ")") if wrong \
+                else panel.note
+            ax.text(0.5, 0.5, text, color=FOREGROUND, fontsize=7, ha="center", va="center", wrap=True,
+                    transform=ax.transAxes)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            continue
+        DRAW[name](ax, panel, comparisons)
+        if panel.note:
+            ax.text(0.01, 0.01, panel.note, color="#c8a0ff", fontsize=6, transform=ax.transAxes)
+    return fig
+
+
+def render(evidence: dict, comparisons: list[dict], title: str = "", width_px: int = 900,
+           built: dict[str, Panel] | None = None) -> bytes:
+    """`figure` as PNG bytes (Agg, off any GUI thread)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = figure(evidence, comparisons, title, width_px, built=built)
+    out = io.BytesIO()
+    FigureCanvasAgg(fig).print_png(out)
+    return out.getvalue()
+
+
+def summary(built: dict[str, Panel], comparisons: list[dict]) -> dict[str, dict]:
+    """Per panel: the metric values its drawn features imply, its note, where they differ from the table (then
+    it is not drawn), and the drawn features small enough to send between processes (arrays of at most 512
+    values: peaks, troughs, fits, counts; not the spikes)."""
+    return {name: dict(values=panel.values, note=panel.note, withheld=disagreements(panel, comparisons),
+                       features={k: v for k, v in panel.data.items() if np.size(v) <= 512})
+            for name, panel in built.items()}
+
+
+MEASURED_KEPT = 16  # clusters whose evidence a process keeps, to draw them again without measuring
+
+
+def picture(recording, measured: dict, cluster_id: int, spike_ids: np.ndarray, comparisons: list[dict],
+            title: str, width_px: int) -> tuple[dict, bytes]:
+    """One cluster's panel: measured once per cluster (``measured`` keeps the last few; Phy never gives an id
+    to another set of spikes), drawn with the comparisons of the moment (what-if edits change them)."""
+    if cluster_id not in measured:
+        if len(measured) >= MEASURED_KEPT:
+            measured.pop(next(iter(measured)))
+        measured[cluster_id] = measure(recording, spike_ids)
+    evidence = measured[cluster_id]
+    built = panels(evidence)
+    return summary(built, comparisons), render(evidence, comparisons, title, width_px, built=built)
+
+
+class EvidenceError(Exception):
+    """Why a cluster's pictures cannot be drawn here; one line for the user."""
+
+
+def write_figure(results, explanation, ks_dir, cluster_id: int, path, width_px: int = 1000) -> dict[str, dict]:
+    """``phy-bcreason explain KS_DIR --cluster N --figure FILE``: the dock's panel for one cluster, as a PNG.
+    Returns `summary`."""
+    from pathlib import Path
+
+    from .live_metrics import Recording, import_bombcell_functions, spike_clusters_of
+    from .quiet import bombcell_output_to_log
+    from .rules import PYTHON
+
+    if results.classifier != PYTHON:
+        raise EvidenceError(f"no pictures for {results.classifier} results: they are drawn with Python Bombcell's "
+                            "metric functions, which measure what the classifier measured only for its own runs")
+    ks_dir = Path(ks_dir)
+    spike_ids = np.flatnonzero(spike_clusters_of(ks_dir) == cluster_id)
+    if not len(spike_ids):
+        raise EvidenceError(f"cluster {cluster_id}: no spikes in {ks_dir}'s spike_clusters.npy")
+    with bombcell_output_to_log():
+        import_bombcell_functions()
+        recording = Recording.load(ks_dir, results.params, results.metrics)
+        evidence = measure(recording, spike_ids)
+    comparisons = explanation.comparisons(cluster_id)
+    built = panels(evidence)
+    label = explanation.labels[explanation.row_of(cluster_id)] or "(empty)"
+    Path(path).write_bytes(render(evidence, comparisons, f"cluster {cluster_id}: {label}", width_px, built=built))
+    return summary(built, comparisons)
