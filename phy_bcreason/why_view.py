@@ -437,7 +437,8 @@ class BombcellWhyView(QWidget):
 class EvidencePanel(QWidget):
     """Below the rules: what Bombcell measured for the selected cluster, drawn (`evidence.py`), decisive rules
     first. The picture is made off Phy's GUI thread, in the live-metrics process: the plugin sets ``request``
-    (cluster id, width in pixels) and calls `show_picture` when it is ready; the rules above never wait."""
+    (cluster id, width in pixels) and calls `show_picture` when it is ready; the rules above never wait. Nothing
+    is drawn while the panel is hidden (another tab shown, or the splitter above it dragged down)."""
 
     def __init__(self, why: BombcellWhyView):
         super().__init__()
@@ -463,6 +464,7 @@ class EvidencePanel(QWidget):
         self._resized.setInterval(300)
         self._resized.timeout.connect(lambda: self.show_cluster(self.cluster_id, again=True))
         self._width = 0
+        self._waiting = False
 
     def width_px(self) -> int:
         return max(400, self.scroll.viewport().width() // 40 * 40)  # in steps, so that pictures can be reused
@@ -489,6 +491,10 @@ class EvidencePanel(QWidget):
         if self.request is None:
             self.status.setText("Pictures of what Bombcell measured are drawn when the dock runs in Phy.")
             return
+        if not self.shown():
+            self._waiting = True  # drawn when the panel is shown (another tab, or dragged closed)
+            return
+        self._waiting = False
         self._width = self.width_px()
         self.status.setText("drawing what Bombcell measured…")
         self.request(cluster_id, self._width)
@@ -509,9 +515,19 @@ class EvidencePanel(QWidget):
                             "parameters; each picture is drawn from the values in the table above"
                             + (f" (not drawn where they differ: {', '.join(withheld)})" if withheld else "") + ".")
 
+    def shown(self) -> bool:
+        """Visible and not dragged closed: pictures are drawn only then."""
+        return self.isVisible() and self.scroll.height() > 30
+
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
-        if self.cluster_id is not None and self.request is not None and self.width_px() != self._width:
+        if self.cluster_id is not None and self.request is not None and \
+                (self.width_px() != self._width or self._waiting) and self.shown():
+            self._resized.start()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._waiting:
             self._resized.start()
 
 
