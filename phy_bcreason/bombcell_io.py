@@ -273,17 +273,20 @@ def spike_counts(ks_dir: Path, notes: list[str]) -> tuple[Path, np.ndarray, np.n
 
 
 def check_same_sorting(path: Path, metrics: pd.DataFrame, cluster_ids: np.ndarray, spike_file: Path,
-                       ks_ids: np.ndarray, ks_counts: np.ndarray, notes: list[str], count: str = "nSpikes") -> None:
+                       ks_ids: np.ndarray, ks_counts: np.ndarray, notes: list[str], count: str = "nSpikes",
+                       in_kept_time: bool = False) -> None:
     """Results of another sorting: Bombcell's nSpikes (counted after its duplicate-spike removal; ``count``
     names the column) is at most, and close to, the cluster's spike count. Refused when most clusters
-    disagree, noted when a few have more spikes than they can."""
+    disagree, noted when a few have more spikes than they can. ``in_kept_time``: nSpikes counts only the time
+    chunks Bombcell kept (computeTimeChunks, or a run whose parameters are unknown), so only more spikes than
+    the cluster has is wrong."""
     if count not in metrics.columns:
         return
     n_spikes = _numbers(metrics[count])
     compared = np.isin(cluster_ids, ks_ids) & np.isfinite(n_spikes)
     ids, n = cluster_ids[compared], n_spikes[compared]
     count = ks_counts[np.searchsorted(ks_ids, ids)]
-    wrong = (n > count) | (n < 0.9 * count)
+    wrong = (n > count) | (~in_kept_time & (n < 0.9 * count))
     if 2 * wrong.sum() > len(ids) > 0:
         i = int(np.flatnonzero(wrong)[0])
         raise BombcellResultsError(
@@ -357,7 +360,9 @@ def load_results(folder: str | Path, ks_dir: str | Path | None = None, classifie
     spikes = spike_counts(ks_dir, notes)
     if spikes is not None:
         spike_file, ks_ids, ks_counts = spikes
-        check_same_sorting(metrics_path, metrics, cluster_ids, spike_file, ks_ids, ks_counts, notes)
+        in_kept_time = not params or bool(params.get("computeTimeChunks", False))
+        check_same_sorting(metrics_path, metrics, cluster_ids, spike_file, ks_ids, ks_counts, notes,
+                           in_kept_time=in_kept_time)
         note_id_differences(metrics, cluster_ids, spike_file, ks_ids, notes)
     return BombcellResults(folder, params, metrics, cluster_ids, notes, classifier,
                            f"{CLASSIFIER_TITLES[classifier]}, {evidence}", saved_labels, saved_file)

@@ -209,7 +209,8 @@ def _refractory(evidence: dict) -> Panel:
     ends = np.searchsorted(times, times + window)
     pairs = np.concatenate([times[i + 1:e] - times[i] for i, e in enumerate(ends) if e > i + 1] or [np.array([])])
     panel.data.update(pairs=pairs, window=window, tauC=tau_c, tauR=tau_r, method=method,
-                      violations=rpv["violations"], n=len(times))
+                      violations=rpv["violations"], n=len(times), duration=duration,
+                      confidence=rpv["confidence_threshold"])
     tested = np.atleast_1d(np.asarray(rpv["tauR_values"], dtype=float))
     if len(times) <= 1:
         return panel
@@ -225,7 +226,7 @@ def _refractory(evidence: dict) -> Panel:
         expected = qm._sliding_rp_expected_violations(len(times), effective, tested[:, None], tau_c, levels[None])
         confident = np.any(1 - poisson.cdf(counts[:, None], expected) >= rpv["confidence_threshold"], axis=0)
         panel.values["fractionRPVs_estimatedTauR"] = float(levels[np.argmax(confident)]) if confident.any() else 1.0
-        panel.data.update(tested=tested, counts=counts)
+        panel.data.update(tested=tested, counts=counts, levels=levels)
     elif method == "hill":
         intervals = np.diff(times)
         counts = np.array([np.sum(intervals <= t) for t in tested])
@@ -546,10 +547,11 @@ def render(evidence: dict, comparisons: list[dict], title: str = "", width_px: i
 def summary(built: dict[str, Panel], comparisons: list[dict]) -> dict[str, dict]:
     """Per panel: the metric values its drawn features imply, its note, where they differ from the table (then
     it is not drawn), and the drawn features small enough to send between processes (arrays of at most 512
-    values: peaks, troughs, fits, counts; not the spikes)."""
-    return {name: dict(values=panel.values, note=panel.note, withheld=disagreements(panel, comparisons),
-                       features={k: v for k, v in panel.data.items() if np.size(v) <= 512})
-            for name, panel in built.items()}
+    values: peaks, troughs, fits, counts; not the spikes), in the order the panels are drawn."""
+    return {name: dict(values=built[name].values, note=built[name].note,
+                       withheld=disagreements(built[name], comparisons),
+                       features={k: v for k, v in built[name].data.items() if np.size(v) <= 512})
+            for name in _order(comparisons)}  # in the order drawn
 
 
 MEASURED_KEPT = 16  # clusters whose evidence a process keeps, to draw them again without measuring
@@ -568,6 +570,15 @@ def picture(recording, measured: dict, cluster_id: int, spike_ids: np.ndarray, c
     return summary(built, comparisons), render(evidence, comparisons, title, width_px, built=built)
 
 
+def no_pictures(classifier: str | None) -> str:
+    """Why results of another classifier than Python Bombcell get no pictures."""
+    from .rules import CLASSIFIER_TITLES
+
+    run = CLASSIFIER_TITLES[classifier].split(" (")[0] if classifier in CLASSIFIER_TITLES else "these"
+    return (f"No pictures for {run} results: they are drawn from Python Bombcell's own metric functions, which "
+            "measure what the classifier measured only for Python Bombcell's runs.")
+
+
 class EvidenceError(Exception):
     """Why a cluster's pictures cannot be drawn here; one line for the user."""
 
@@ -582,8 +593,8 @@ def write_figure(results, explanation, ks_dir, cluster_id: int, path, width_px: 
     from .rules import PYTHON
 
     if results.classifier != PYTHON:
-        raise EvidenceError(f"no pictures for {results.classifier} results: they are drawn with Python Bombcell's "
-                            "metric functions, which measure what the classifier measured only for its own runs")
+        message = no_pictures(results.classifier)
+        raise EvidenceError(message[0].lower() + message[1:])
     ks_dir = Path(ks_dir)
     spike_ids = np.flatnonzero(spike_clusters_of(ks_dir) == cluster_id)
     if not len(spike_ids):

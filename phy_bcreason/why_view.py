@@ -30,6 +30,7 @@ from qtpy.QtWidgets import (
 )
 
 from .engine import RUN_SPELLING, STATUS_NAMES, STATUS_TEXT
+from .evidence import no_pictures
 from .live import LiveReasons
 from .rules import (
     BLOCK_TITLES,
@@ -480,10 +481,7 @@ class EvidencePanel(QWidget):
             self.status.setText("")
             return
         if live.results is None or live.results.classifier != PYTHON:
-            run = live.results.classifier if live.results is not None else "this"
-            self.status.setText(f"No pictures for {run} results: they are drawn from Python Bombcell's own metric "
-                                "functions, which measure what this classifier's code measured only for Python "
-                                "Bombcell's runs.")
+            self.status.setText(no_pictures(live.results.classifier if live.results is not None else None))
             return
         if not live.has_row(cluster_id):
             self.status.setText("")  # computing: drawn once its metrics are in
