@@ -444,20 +444,22 @@ def _draw_presence(ax, panel: Panel, comparisons: list[dict]) -> None:
     if "edges" not in d:
         ax.plot(times, amplitudes, ".", color=TRACE, ms=2)
         return
-    ax.plot(times, amplitudes, ".", color="#5a6f99", ms=1.5)
+    start, stop = d["kept"]
+    kept = (times >= start) & (times <= stop)
+    ax.plot(times[kept], amplitudes[kept], ".", color=TRACE, ms=1.5)
+    ax.plot(times[~kept], amplitudes[~kept], ".", color="#666666", ms=1.5)
     ax.set_ylabel("amplitude")
     ax.set_xlabel("time (s)")
-    start, stop = d["kept"]
     if len(d["chunks"]) > 2:
         for edge in d["chunks"]:
             ax.axvline(edge, color="#555555", lw=0.6)
-        ax.axvspan(start, stop, color="#2f4f2f", alpha=0.4, label="time chunks kept")
+        ax.axvspan(start, stop, color="#4b4b8f", alpha=0.35, label="time chunks kept (grey spikes: not used)")
     bars = ax.twinx()
     _style(bars)
     widths = np.diff(d["edges"])
     colours = np.where(d["full"], "#7fd17f", "#ff6b6b")
-    bars.bar(d["edges"][:-1], d["counts"], width=widths, align="edge", color=colours, alpha=0.35,
-             edgecolor=colours)
+    bars.bar(d["edges"][:-1], d["counts"], width=widths, align="edge", color=colours, alpha=0.12,
+             edgecolor=colours, lw=1)
     bars.axhline(d["threshold"], color="#ff6b6b", lw=0.8, ls="--")
     bars.set_ylabel("spikes per bin (red: counted absent)")
     if len(d["chunks"]) > 2:
@@ -466,9 +468,13 @@ def _draw_presence(ax, panel: Panel, comparisons: list[dict]) -> None:
 
 def _draw_drift(ax, panel: Panel, comparisons: list[dict]) -> None:
     d = panel.data
-    ax.step(d["bins"][:-1], d["depths"], where="post", color=TRACE)
+    ax.stairs(d["depths"], d["bins"][:len(d["depths"]) + 1], color=TRACE, lw=1.2, baseline=None)
     for level in (np.nanmax(d["depths"]), np.nanmin(d["depths"])):
         ax.axhline(level, color="#ffd24d", lw=0.7, ls="--")
+    ax.text(0.98, 0.95, f"max drift (highest - lowest) {panel.values['maxDriftEstimate']:.3g} µm",
+            color="#ffd24d", fontsize=7, transform=ax.transAxes, ha="right", va="top")
+    pad = max(float(np.nanmax(d["depths"]) - np.nanmin(d["depths"])), 1.0)  # room to read the steps
+    ax.set_ylim(np.nanmin(d["depths"]) - pad, np.nanmax(d["depths"]) + pad)
     ax.set_xlabel("time (s)")
     ax.set_ylabel("median spike depth (µm)")
 
@@ -500,6 +506,9 @@ def figure(evidence: dict, comparisons: list[dict], title: str = "", width_px: i
     row_in = title_in + axes_in + below_in
     height_in = top_in + rows * row_in
     fig = Figure(figsize=(width_px / dpi, height_in), dpi=dpi, facecolor=BACKGROUND)
+    undrawn = sorted({c["metric"] for c in comparisons if c["metric"] in NOT_DRAWN and c["status"] != "inactive"})
+    if undrawn:
+        title += f"   (no picture for {', '.join(undrawn)}: {NOT_DRAWN[undrawn[0]]})"
     fig.text(0.01, 1 - 0.1 / height_in, title, color=FOREGROUND, fontsize=9, va="top")
     left, gap = 0.75 / (width_px / dpi), 1.0 / (width_px / dpi)
     panel_width = (1 - left - 0.02 - (columns - 1) * gap) / columns
