@@ -430,9 +430,29 @@ def _draw_refractory(ax, panel: Panel, comparisons: list[dict]) -> None:
     ax.set_xlabel(f"time to later spikes (ms), {d['n']} spikes; method {d['method']}")
     ax.set_ylabel("spike pairs")
     if "fractionRPVs_estimatedTauR" in panel.values:
-        ax.text(0.98, 0.95, f"contamination {panel.values['fractionRPVs_estimatedTauR']:.3g}", color=FOREGROUND,
-                fontsize=7, transform=ax.transAxes, ha="right", va="top")
+        text = f"contamination {panel.values['fractionRPVs_estimatedTauR']:.3g}"
+        limit = _most_pairs_passing(d, comparisons)
+        if limit is not None:
+            text += f"\nto pass, at most {limit} pair(s) here"
+        ax.text(0.98, 0.95, text, color=FOREGROUND, fontsize=7, transform=ax.transAxes, ha="right", va="top",
+                bbox=dict(facecolor=BACKGROUND, alpha=0.8, edgecolor="none"))
     ax.legend(fontsize=6, loc="upper left", facecolor=BACKGROUND, labelcolor=FOREGROUND, edgecolor="#555555")
+
+
+def _most_pairs_passing(d: dict, comparisons: list[dict]) -> int | None:
+    """For the sliding refractory test: the most spike pairs in the shaded window (this tauR) that would still
+    confirm a contamination at or below the threshold (Bombcell's Poisson confidence), i.e. how far from
+    flipping the unit is in what is drawn."""
+    threshold = next((t for _op, t, _s in _threshold(comparisons, "fractionRPVs_estimatedTauR")), None)
+    if d.get("method") != "ibl_sliding" or threshold is None or not np.isfinite(d["tauR"]):
+        return None
+    import bombcell.quality_metrics as qm
+    from scipy.stats import poisson
+
+    effective = d["duration"] - 2 * d["n"] * d["tauC"]
+    expected = qm._sliding_rp_expected_violations(d["n"], effective, d["tauR"], d["tauC"], threshold)
+    passing = np.flatnonzero(poisson.sf(np.arange(int(expected) + 50), expected) >= d["confidence"])
+    return int(passing.max()) if len(passing) else None
 
 
 def _draw_presence(ax, panel: Panel, comparisons: list[dict]) -> None:
