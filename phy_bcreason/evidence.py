@@ -583,7 +583,7 @@ def summary(built: dict[str, Panel], comparisons: list[dict]) -> dict[str, dict]
             for name in _order(comparisons)}  # in the order drawn
 
 
-MEASURED_KEPT = 16  # clusters whose evidence a process keeps, to draw them again without measuring
+MEASURED_KEPT = 4  # clusters whose evidence a process keeps, to draw them again (what-if, width) without measuring
 
 
 def picture(recording, measured: dict, cluster_id: int, spike_ids: np.ndarray, comparisons: list[dict],

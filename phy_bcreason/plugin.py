@@ -557,11 +557,16 @@ class MetricColumns:
         return self._live_rows.get(cluster_id, {})
 
 
+_STARTING = threading.Lock()  # the live-metrics worker and the pictures' thread may both start the child
+
+
 def _start_process(live: LiveReasons) -> MetricsProcess:
-    """On the worker: the child process computing live metrics and running Bombcell's classifier, sent the
-    results Phy's process already read, at a lower priority than Phy."""
-    if live.process is None:
-        live.process = MetricsProcess(live.ks_dir, live.results.folder, results=live.results, nice=CHILD_NICE)
+    """Off the GUI thread: the child process computing live metrics, running Bombcell's classifier and drawing
+    the evidence panel, sent the results Phy's process already read, at a lower priority than Phy; one per
+    session."""
+    with _STARTING:
+        if live.process is None:
+            live.process = MetricsProcess(live.ks_dir, live.results.folder, results=live.results, nice=CHILD_NICE)
     return live.process
 
 
