@@ -215,14 +215,14 @@ def _refractory(evidence: dict) -> Panel:
     if len(times) <= 1:
         return panel
     if method == "ibl_sliding":
-        tested = tested[tested > max(tau_c, rpv["tauR_reject"])]
-        # the spike pairs tauC <= dt < tauR at each tested tauR, counted as Bombcell counts them
-        counts = np.array([qm._count_pair_violations(times, tau_c, t, include_tauR=False) for t in tested])
+        # the spike pairs tauC <= dt < tauR at each tested tauR: Bombcell's own count (in the live-metrics
+        # process, remembered from the metric's computation a moment ago)
+        counted = qm._sliding_rp_violation_counts(times, duration, tested, tau_c, rpv["tauR_reject"])
+        if counted is None:
+            return panel
+        tested, counts, effective = counted
         levels = rpv["contamination_values"]
         levels = np.arange(0.5, 35.5, 0.5) / 100 if levels is None else np.asarray(levels, dtype=float)
-        effective = duration - 2 * len(times) * tau_c
-        if not len(tested) or effective <= 0:
-            return panel
         expected = qm._sliding_rp_expected_violations(len(times), effective, tested[:, None], tau_c, levels[None])
         confident = np.any(1 - poisson.cdf(counts[:, None], expected) >= rpv["confidence_threshold"], axis=0)
         panel.values["fractionRPVs_estimatedTauR"] = float(levels[np.argmax(confident)]) if confident.any() else 1.0
