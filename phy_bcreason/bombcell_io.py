@@ -331,8 +331,7 @@ def load_results(folder: str | Path, ks_dir: str | Path | None = None, classifie
         from .spikeinterface_io import load_spikeinterface_results
 
         return load_spikeinterface_results(folder, ks_dir, classifier)
-    # both files at once (one child process in Phy's), though a damaged parameter file is told after the metrics'
-    # problems, as before
+    # read together (by one child process in Phy's); each file's error is raised where it was before
     tables = read_tables([metrics_path, params_path]) if metrics_path.is_file() and params_path.is_file() else None
     metrics = _checked(metrics_path, tables[0] if tables else None)
     check_has_rows(metrics_path, metrics)
