@@ -36,6 +36,7 @@ from .bombcell_io import (
     load_results,
 )
 from .engine import DECISIVE, EMPTY_LABEL, Explanation
+from .parquet import read_tables
 from .rules import CLASSIFIER_TITLES, MUA, NOISE, NONSOMATIC, PYTHON
 
 NEAR = 0.1  # "near a threshold": the comparison nearest to changing the label is within 10% of its threshold
@@ -376,9 +377,11 @@ def read_param_file(path: Path) -> dict:
             from .rules import flatten_thresholds
 
             return flatten_thresholds(json.loads(path.read_text(encoding="utf-8")))
-        table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+        table = read_tables([path])[0] if path.suffix == ".parquet" else pd.read_csv(path)
     except Exception as exc:
-        raise CompareError(f"{path}: cannot read as a parameter file ({_one_line(exc)})") from None
+        table = _one_line(exc)
+    if isinstance(table, str):
+        raise CompareError(f"{path}: cannot read as a parameter file ({table})")
     if len(table) != 1:
         raise CompareError(f"{path}: a parameter file has one row, this one has {len(table)}")
     return table.iloc[0].to_dict()

@@ -19,6 +19,7 @@ import pandas as pd
 
 from .backfill import OLD_NAMES, repair_parameters
 from .engine import inactive_reason
+from .parquet import read_tables
 from .rules import CLASSIFIER_TITLES, MATLAB, PYTHON, SWITCHES, THRESHOLDS, metrics_for, rules_for
 
 METRICS_FILE = "templates._bc_qMetrics.parquet"
@@ -102,13 +103,15 @@ def _first_line(exc: Exception) -> str:
     return str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
-    if not path.is_file():
-        raise BombcellResultsError(f"{path}: file not found")
-    try:
-        return pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises many types for truncated or foreign files
-        raise BombcellResultsError(f"{path}: cannot read as parquet ({_first_line(exc)})") from None
+def _checked(path: Path, table: pd.DataFrame | str | None = None) -> pd.DataFrame:
+    """The table read from ``path`` (``table`` when already read: `read_tables`), or BombcellResultsError."""
+    if table is None:
+        if not path.is_file():
+            raise BombcellResultsError(f"{path}: file not found")
+        table = read_tables([path])[0]
+    if isinstance(table, str):
+        raise BombcellResultsError(f"{path}: cannot read as parquet ({table})")
+    return table
 
 
 def _some(values, n: int = 5) -> str:
@@ -331,7 +334,9 @@ def load_results(folder: str | Path, ks_dir: str | Path | None = None, classifie
         from .spikeinterface_io import load_spikeinterface_results
 
         return load_spikeinterface_results(folder, ks_dir, classifier)
-    metrics = _read_parquet(metrics_path)
+    # read together (by one child process in Phy's); each file's error is raised where it was before
+    tables = read_tables([metrics_path, params_path]) if metrics_path.is_file() and params_path.is_file() else None
+    metrics = _checked(metrics_path, tables[0] if tables else None)
     check_has_rows(metrics_path, metrics)
     notes: list[str] = []
     cluster_ids = cluster_ids_of(metrics_path, metrics, notes)
@@ -343,7 +348,7 @@ def load_results(folder: str | Path, ks_dir: str | Path | None = None, classifie
             f"{params_path}: file not found, and no labels saved by Bombcell ({METRICS_FILE} has no {LABEL_COLUMN} "
             f"column, no {MATLAB_LABELS_FILE}, no {PHY_LABELS_FILE} in {ks_dir}): there is nothing to explain")
     if params_path.is_file():
-        params_table = _read_parquet(params_path)
+        params_table = _checked(params_path, tables[1] if tables else None)
         if len(params_table) == 0:
             raise BombcellResultsError(f"{params_path}: the parameter table has no row")
         params = params_table.iloc[0].to_dict()

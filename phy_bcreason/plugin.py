@@ -21,6 +21,7 @@ from .api import classifier_labels
 from .concordance import PHY_GROUPS
 from .live import COLUMNS, REPLACED_METADATA, LiveReasons
 from .live_metrics import MATLAB_TSV_NAMES, NOT_METRICS, LiveMetricsError, MetricsProcess
+from .parquet import keep_pyarrow_out
 from .rules import PYTHON
 from .why_view import BombcellWhyView
 
@@ -317,6 +318,7 @@ class Pictures:
 
 class BombcellReasonPlugin(IPlugin):
     def attach_to_controller(self, controller):
+        keep_pyarrow_out()  # Phy imports no pyarrow, about 60 MB once a file is read: parquet files in a child
         live = LiveReasons.load(controller.dir_path)
         self.live = live
         controller.phy_bcreason = self  # for scripts and tests: the plugin's state and its worker

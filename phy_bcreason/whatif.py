@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .engine import Explanation
+from .parquet import write_table
 from .rules import SWITCHES, THRESHOLDS, switches_for, thresholds_for, unflatten_thresholds
 
 WHATIF_PREFIX = "_bc_parameters.whatif-"
@@ -107,7 +108,7 @@ def save_parameters(folder: Path, params: dict, overrides: dict, thresholds: dic
     if thresholds is not None:
         path.write_text(json.dumps(unflatten_thresholds(thresholds, edited), indent=2), encoding="utf-8")
     else:
-        pd.DataFrame([edited]).to_parquet(path)
+        write_table(pd.DataFrame([edited]), path)
     return path
 
 
