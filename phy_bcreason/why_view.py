@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from qtpy.QtCore import QSize, Qt, QTimer
-from qtpy.QtGui import QBrush, QColor, QFont, QPixmap
+from qtpy.QtGui import QBrush, QColor, QFont, QImage, QPixmap
 from qtpy.QtWidgets import (
     QApplication,
     QCheckBox,
@@ -497,15 +497,19 @@ class EvidencePanel(QWidget):
         self.status.setText("drawing what Bombcell measured…")
         self.request(cluster_id, self._width)
 
-    def show_picture(self, cluster_id: int, summary: dict | None, png: bytes | None, error: str = "") -> None:
+    def show_picture(self, cluster_id: int, summary: dict | None, png: bytes | None, error: str = "",
+                     image: QImage | None = None) -> None:
+        """``image``: the PNG already decoded (by the plugin's worker thread); decoded here otherwise (a picture
+        from the cache)."""
         if cluster_id != self.cluster_id:
             return  # the user moved on
         if error or png is None:
             self.status.setText(f"No picture: {error or 'it could not be drawn'}")
             return
         self.summary, self.png = summary, png
-        pixmap = QPixmap()
-        pixmap.loadFromData(png, "PNG")
+        pixmap = QPixmap.fromImage(image) if image is not None else QPixmap()
+        if image is None:
+            pixmap.loadFromData(png, "PNG")
         self.image.setPixmap(pixmap)
         self.image.resize(pixmap.size())
         withheld = [name for name, panel in summary.items() if panel.get("withheld")]
