@@ -267,7 +267,8 @@ def summary(values, scale=1.0, digits=3) -> str:
     values = [v * scale for v in values if v is not None]
     if not values:
         return "n/a"
-    return f"{statistics.median(values):.{digits}g} ({min(values):.{digits}g}-{max(values):.{digits}g}, n={len(values)})"
+    low, high = min(values), max(values)
+    return f"{statistics.median(values):.{digits}g} ({low:.{digits}g}-{high:.{digits}g}, n={len(values)})"
 
 
 def main(argv=None) -> int:
@@ -322,7 +323,8 @@ def report(ks: Path, runs: list[dict], paces, modes) -> None:
         for mode in modes:
             rs = at[mode]
             print(f"  {mode}")
-            print(f"    {'longest GUI-thread gap over the stepping, ms':50} {summary([r['longest_gap'] for r in rs], 1e3)}")
+            print(f"    {'longest GUI-thread gap over the stepping, ms':50} "
+                  f"{summary([r['longest_gap'] for r in rs], 1e3)}")
             print(f"    {'per step: median of longest gaps, ms':50} "
                   f"{summary([statistics.median(s['longest_gap'] for s in r['steps']) for r in rs], 1e3)}")
             print(f"    {'Phy call supervisor.select, max per run, ms':50} "
@@ -336,7 +338,8 @@ def report(ks: Path, runs: list[dict], paces, modes) -> None:
                 print(f"    {'pictures drawn before the next selection, of 50':50} {summary([len(d) for d in drawn])}")
                 print(f"    {'time to the picture, median per run, s':50} "
                       f"{summary([statistics.median(d) if d else None for d in drawn])}")
-                print(f"    {'time to the picture, max per run, s':50} {summary([max(d) if d else None for d in drawn])}")
+                print(f"    {'time to the picture, max per run, s':50} "
+                      f"{summary([max(d) if d else None for d in drawn])}")
                 asked = [[seconds for _, seconds in r["child_pictures"]] for r in rs]
                 print(f"    {'pictures asked of the child process, of 50':50} {summary([len(a) for a in asked])}")
                 print(f"    {'  its answer, median per run, s':50} "

@@ -583,7 +583,7 @@ def summary(built: dict[str, Panel], comparisons: list[dict]) -> dict[str, dict]
             for name in _order(comparisons)}  # in the order drawn
 
 
-MEASURED_KEPT = 4  # clusters whose evidence a process keeps, to draw them again (what-if, width) without measuring
+MEASURED_KEPT = 2  # clusters whose evidence a process keeps, to draw them again (what-if, width) without measuring
 
 
 def picture(recording, measured: dict, cluster_id: int, spike_ids: np.ndarray, comparisons: list[dict],
@@ -596,7 +596,22 @@ def picture(recording, measured: dict, cluster_id: int, spike_ids: np.ndarray, c
         measured[cluster_id] = measure(recording, spike_ids)
     evidence = measured[cluster_id]
     built = panels(evidence)
-    return summary(built, comparisons), render(evidence, comparisons, title, width_px, built=built)
+    answer = summary(built, comparisons), render(evidence, comparisons, title, width_px, built=built)
+    _give_back_memory()
+    return answer
+
+
+def _give_back_memory() -> None:
+    """The live-metrics process has a memory budget (250 MB): free the figure's reference cycles now, and give
+    the freed heap back to the system (glibc keeps it otherwise)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: the memory is reused by the next picture anyway
+        pass
 
 
 def no_pictures(classifier: str | None) -> str:
