@@ -346,6 +346,7 @@ def _threshold(comparisons: list[dict], metric: str, ops=("<", ">", "<=", ">="))
 
 def _style(ax) -> None:
     ax.set_facecolor(BACKGROUND)
+    ax.locator_params(nbins=5)  # a few ticks: their labels are most of the drawing time
     ax.tick_params(colors=FOREGROUND, labelsize=7)
     for spine in ax.spines.values():
         spine.set_color("#555555")
@@ -583,7 +584,7 @@ def summary(built: dict[str, Panel], comparisons: list[dict]) -> dict[str, dict]
             for name in _order(comparisons)}  # in the order drawn
 
 
-MEASURED_KEPT = 2  # clusters whose evidence a process keeps, to draw them again (what-if, width) without measuring
+MEASURED_KEPT = 1  # clusters whose evidence a process keeps, to draw them again (what-if, width) without measuring
 
 
 def picture(recording, measured: dict, cluster_id: int, spike_ids: np.ndarray, comparisons: list[dict],

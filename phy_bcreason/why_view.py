@@ -468,7 +468,9 @@ class EvidencePanel(QWidget):
         self._waiting = False
 
     def width_px(self) -> int:
-        return max(400, self.scroll.viewport().width() // 40 * 40)  # in steps, so that pictures can be reused
+        """The picture's width: the panel's, in steps of 40 px so that pictures can be reused, within 400-1000 px
+        (wider only enlarges the drawing, and costs the process that draws it memory)."""
+        return min(1000, max(400, self.scroll.viewport().width() // 40 * 40))
 
     def show_cluster(self, cluster_id: int | None, again: bool = False) -> None:
         live = self.why.live
