@@ -588,13 +588,16 @@ MEASURED_KEPT = 1  # clusters whose evidence a process keeps, to draw them again
 
 
 def picture(recording, measured: dict, cluster_id: int, spike_ids: np.ndarray, comparisons: list[dict],
-            title: str, width_px: int) -> tuple[dict, bytes]:
+            title: str, width_px: int, draw: bool = True) -> tuple[dict, bytes] | None:
     """One cluster's panel: measured once per cluster (``measured`` keeps the last few; Phy never gives an id
-    to another set of spikes), drawn with the comparisons of the moment (what-if edits change them)."""
+    to another set of spikes), drawn with the comparisons of the moment (what-if edits change them). Without
+    ``draw``, only measured (None): the caller asks again to draw if the cluster is still wanted."""
     if cluster_id not in measured:
         if len(measured) >= MEASURED_KEPT:
             measured.pop(next(iter(measured)))
         measured[cluster_id] = measure(recording, spike_ids)
+    if not draw:
+        return None
     evidence = measured[cluster_id]
     built = panels(evidence)
     answer = summary(built, comparisons), render(evidence, comparisons, title, width_px, built=built)

@@ -623,10 +623,11 @@ class MetricsProcess:
         return self._ask(("labels", _columns(metrics)))
 
     def evidence(self, cluster_id: int, spike_ids: np.ndarray, comparisons: list[dict], title: str,
-                 width_px: int) -> tuple[dict, bytes]:
-        """The evidence panel of one cluster (`evidence.picture`): what is drawn, and the PNG."""
+                 width_px: int, draw: bool = True) -> tuple[dict, bytes] | None:
+        """The evidence panel of one cluster (`evidence.picture`): what is drawn, and the PNG (None without
+        ``draw``: measured only)."""
         return self._ask(("evidence", int(cluster_id), np.asarray(spike_ids, dtype=np.int64), comparisons, title,
-                          int(width_px)))
+                          int(width_px), bool(draw)))
 
     def close(self) -> None:
         """Stop the child at once: it only ever reads files, so there is nothing to finish."""
@@ -705,8 +706,9 @@ def _request():
 def serve(ks_dir: str, bombcell_dir: str, results_on_stdin: bool = False, nice: int = 0) -> None:
     """The child's loop: {cluster id: spike ids} in, (True, (table, info)) or (False, message) out; or
     ("labels", metrics table) in, (True, Bombcell's labels) out; or ("evidence", cluster id, spike ids,
-    comparisons, title, width) in, (True, (what is drawn, PNG)) out. With ``results_on_stdin`` the first message is
-    the run's (params, metrics), instead of reading them from ``bombcell_dir``."""
+    comparisons, title, width, draw) in, (True, (what is drawn, PNG), or None when not drawn) out. With
+    ``results_on_stdin`` the first message is the run's (params, metrics), instead of reading them from
+    ``bombcell_dir``."""
     out = os.fdopen(os.dup(1), "wb")  # the answers; fd 1 itself goes to the null device
     _child_setup()
     if nice:

@@ -293,7 +293,12 @@ class Pictures:
             if self.wanted != key:
                 return None  # the user moved on before this one's turn
             try:
-                result = _start_process(live).evidence(cluster_id, spike_ids, comparisons, title, width_px)
+                process = _start_process(live)
+                # measured first, drawn only if still wanted: a cluster passed while stepping costs no drawing
+                process.evidence(cluster_id, spike_ids, comparisons, title, width_px, draw=False)
+                if self.wanted != key:
+                    return None
+                result = process.evidence(cluster_id, spike_ids, comparisons, title, width_px)
             except LiveMetricsError as exc:
                 return (None, None, str(exc).splitlines()[0]), None
             return result, _decoded(result[1])
