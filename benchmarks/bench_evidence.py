@@ -75,15 +75,15 @@ if mode != "noplugin":
     import phy_bcreason.plugin as bc_plugin
     out["module"] = bc_plugin.__file__
     bc_plugin.GUI_THREAD_TIMES = plugin_times = []  # all of them (the plugin's deque keeps the last 10,000)
-    asked = []  # pictures the child was asked for: (cluster id, seconds)
+    asked = []  # what the child was asked for: (cluster id, seconds, drawn: False for a measurement only)
     evidence = bc_plugin.MetricsProcess.evidence
 
-    def timed_evidence(self, cluster_id, *args):
+    def timed_evidence(self, cluster_id, *args, **kwargs):
         t0 = time.perf_counter()
         try:
-            return evidence(self, cluster_id, *args)
+            return evidence(self, cluster_id, *args, **kwargs)
         finally:
-            asked.append((int(cluster_id), time.perf_counter() - t0))
+            asked.append((int(cluster_id), time.perf_counter() - t0, kwargs.get("draw", True)))
 
     bc_plugin.MetricsProcess.evidence = timed_evidence
     import phy_bcreason.why_view as why_view
@@ -308,8 +308,9 @@ def main(argv=None) -> int:
 
 def brief(run: dict) -> str:
     drawn = [s["picture"] for s in run["steps"] if s["picture"] is not None]
-    asked = [seconds for _, seconds in run.get("child_pictures", [])]
-    return (f"{len(drawn)} pictures drawn, {len(asked)} asked of the child "
+    asked = [seconds for _, seconds, drew in run.get("child_pictures", []) if drew]
+    measured = sum(not drew for _, _, drew in run.get("child_pictures", []))
+    return (f"{len(drawn)} pictures drawn, {measured} measured and {len(asked)} drawn by the child "
             f"({statistics.median(asked) if asked else float('nan'):.2f} s median), "
             f"panel shown {run.get('panel_shown')} {run.get('panel_size')}, plugin calls {run.get('plugin_calls')}, "
             f"{run.get('gui_calls')}")
@@ -340,8 +341,13 @@ def report(ks: Path, runs: list[dict], paces, modes) -> None:
                       f"{summary([statistics.median(d) if d else None for d in drawn])}")
                 print(f"    {'time to the picture, max per run, s':50} "
                       f"{summary([max(d) if d else None for d in drawn])}")
-                asked = [[seconds for _, seconds in r["child_pictures"]] for r in rs]
-                print(f"    {'pictures asked of the child process, of 50':50} {summary([len(a) for a in asked])}")
+                measured = [[s for _, s, drew in r["child_pictures"] if not drew] for r in rs]
+                asked = [[s for _, s, drew in r["child_pictures"] if drew] for r in rs]
+                print(f"    {'clusters measured by the child process, of 50':50} "
+                      f"{summary([len(m) for m in measured])}")
+                print(f"    {'  its answer, median per run, s':50} "
+                      f"{summary([statistics.median(m) if m else None for m in measured])}")
+                print(f"    {'pictures drawn by the child process, of 50':50} {summary([len(a) for a in asked])}")
                 print(f"    {'  its answer, median per run, s':50} "
                       f"{summary([statistics.median(a) if a else None for a in asked])}")
             if mode != "noplugin":
