@@ -301,6 +301,9 @@ class Pictures:
                 result = process.evidence(cluster_id, spike_ids, comparisons, title, width_px)
             except LiveMetricsError as exc:
                 return (None, None, str(exc).splitlines()[0]), None
+            except Exception:  # never "drawing…" for ever
+                logger.debug("phy-bcreason: the evidence picture failed", exc_info=True)
+                return (None, None, "it could not be drawn (details in phy.log at debug level)"), None
             return result, _decoded(result[1])
 
         def show(answer):
