@@ -296,3 +296,20 @@ def test_no_pictures_for_matlab_results(capsys, tmp_path, open_phy):
     assert wait(lambda: view.shown_id == 0, 10)
     assert view.evidence.status.text().startswith("No pictures for MATLAB Bombcell results")
     assert view.evidence.png is None and view.evidence.request is None
+
+
+def test_in_phy_a_picture_that_fails_says_so(ks_dataset_copy, open_phy, monkeypatch):
+    """The child's failure (here: a crash in the request) is one line in the panel; the rules stay."""
+    from phy_bcreason.live_metrics import MetricsProcess
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("simulated")
+
+    monkeypatch.setattr(MetricsProcess, "evidence", broken)
+    controller, gui = open_phy(ks_dataset_copy)
+    gui.show()
+    (view,) = gui.list_views("BombcellWhyView")
+    controller.supervisor.select([0])
+    assert wait(lambda: view.evidence.status.text().startswith("No picture: it could not be drawn"), 30), \
+        view.evidence.status.text()
+    assert view.content.title.startswith("cluster 0:") and view.evidence.png is None
