@@ -49,7 +49,6 @@ FOREGROUND, BACKGROUND, TRACE = "#dddddd", "#151515", "#8fb8ff"
 
 @dataclass
 class Panel:
-    name: str
     values: dict[str, float] = field(default_factory=dict)  # metric -> its value from the drawn features
     data: dict = field(default_factory=dict)                 # what is drawn
     note: str = ""                                           # said in place of (or beside) the picture
@@ -80,7 +79,7 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 def _waveform(evidence: dict) -> Panel:
     wave = evidence.get("waveform")
-    panel = Panel("waveform")
+    panel = Panel()
     if wave is None or np.isnan(evidence["metrics"].get("nPeaks", np.nan)):
         panel.note = "fewer than 50 spikes, or a NaN template: Bombcell measures no waveform (nPeaks is NaN)"
         return panel
@@ -144,7 +143,7 @@ def _waveform(evidence: dict) -> Panel:
 
 
 def _spatial_decay(evidence: dict) -> Panel:
-    panel = Panel("spatial_decay")
+    panel = Panel()
     wave = evidence.get("waveform") or {}
     fit = next((c for c in wave.get("calls", ()) if c["name"] == "curve_fit"
                 and c["args"][0] in ("exp_fit", "linear_fit")), None)
@@ -164,7 +163,7 @@ def _spatial_decay(evidence: dict) -> Panel:
 def _amplitudes(evidence: dict) -> Panel:
     from scipy.stats import norm
 
-    panel = Panel("amplitudes")
+    panel = Panel()
     if "kept_amplitudes" not in evidence:
         panel.note = "fewer than 50 spikes: Bombcell measures no amplitude distribution"
         return panel
@@ -193,7 +192,7 @@ def _kept_chunk_times(evidence: dict) -> tuple[np.ndarray, float]:
 
 
 def _refractory(evidence: dict) -> Panel:
-    panel = Panel("refractory")
+    panel = Panel()
     rpv = evidence.get("rpv")
     if rpv is None:
         panel.note = ("not drawn for Bombcell's legacy refractory test (a parameter file without rpv_method)"
@@ -238,7 +237,7 @@ def _refractory(evidence: dict) -> Panel:
 
 
 def _presence(evidence: dict) -> Panel:
-    panel = Panel("presence")
+    panel = Panel()
     if "kept_times" not in evidence:
         panel.data.update(times=evidence.get("times", np.array([])), amplitudes=evidence.get("amplitudes"))
         panel.values["nSpikes"] = float(len(panel.data["times"]))
@@ -259,7 +258,7 @@ def _presence(evidence: dict) -> Panel:
 
 
 def _drift(evidence: dict) -> Panel:
-    panel = Panel("drift")
+    panel = Panel()
     drift = evidence.get("drift")
     if drift is None:
         panel.note = "Bombcell measured no drift for this cluster (computeDrift off, or no pc_features.npy)"
@@ -272,7 +271,7 @@ def _drift(evidence: dict) -> Panel:
 
 
 def _raw(evidence: dict) -> Panel:
-    panel = Panel("raw")
+    panel = Panel()
     raw = evidence.get("raw")
     if raw is None:
         panel.note = "no raw waveform: Bombcell ran without extractRaw, or the raw recording is not reachable"
@@ -339,9 +338,10 @@ def _rule_text(c: dict, formulas: dict | None = None) -> str:
     return f"{mark} {c['metric']} {value}, fails if {fails_if} ({STATUS_TEXT[STATUS_NAMES.index(c['status'])]})"
 
 
-def _threshold(comparisons: list[dict], metric: str, ops=("<", ">", "<=", ">=")) -> list[tuple[str, float, str]]:
-    return [(c["op"], c["threshold"], c["status"]) for c in comparisons
-            if c["metric"] == metric and c["op"] in ops and c["threshold"] is not None and c["status"] != "inactive"]
+def _thresholds(comparisons: list[dict], metric: str) -> list[tuple[float, str]]:
+    """(threshold, status) of the metric's rules that apply."""
+    return [(c["threshold"], c["status"]) for c in comparisons
+            if c["metric"] == metric and c["threshold"] is not None and c["status"] != "inactive"]
 
 
 def _style(ax) -> None:
@@ -368,7 +368,7 @@ def _draw_waveform(ax, panel: Panel, comparisons: list[dict]) -> None:
     start, stop = d["baseline"]
     ax.axvspan(ms[start], ms[min(stop, len(ms) - 1)], color="#3a3a3a", alpha=0.6, label="baseline window")
     peak_max = float(np.max(np.abs(trace)))
-    for _op, threshold, status in _threshold(comparisons, "waveformBaselineFlatness"):
+    for threshold, status in _thresholds(comparisons, "waveformBaselineFlatness"):
         ax.hlines([threshold * peak_max, -threshold * peak_max], ms[start], ms[min(stop, len(ms) - 1)],
                   colors=STATUS_COLOURS.get(status, FOREGROUND), linestyles=":", lw=1)
     a, b = d["duration"]
@@ -444,7 +444,7 @@ def _most_pairs_passing(d: dict, comparisons: list[dict]) -> int | None:
     """For the sliding refractory test: the most spike pairs in the shaded window (this tauR) that would still
     confirm a contamination at or below the threshold (Bombcell's Poisson confidence), i.e. how far from
     flipping the unit is in what is drawn."""
-    threshold = next((t for _op, t, _s in _threshold(comparisons, "fractionRPVs_estimatedTauR")), None)
+    threshold = next((t for t, _status in _thresholds(comparisons, "fractionRPVs_estimatedTauR")), None)
     if d.get("method") != "ibl_sliding" or threshold is None or not np.isfinite(d["tauR"]):
         return None
     import bombcell.quality_metrics as qm
