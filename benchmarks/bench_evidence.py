@@ -27,7 +27,7 @@ Measured, with a 1 ms Qt timer under Qt's own event loop (``app.exec_()``), as `
 - with the panel: the time from each selection (before Phy's call) to its picture being in the panel
   (``view.evidence.png`` set for that cluster, seen by the timer), for the pictures drawn before the next
   selection (at the fast pace most are skipped by design: only the latest request is drawn); how many;
-- the plugin's own time on the GUI thread per call (`plugin.GUI_THREAD_TIMES`: the selection handler, the
+- the plugin's own time on the GUI thread per call (`guard.GUI_THREAD_TIMES`: the selection handler, the
   picture's callback);
 - memory: Phy's resident set size once settled and its peak (VmHWM) at the end; the live-metrics child's
   when settled and its peak.
@@ -74,7 +74,8 @@ out = {"mode": mode, "pace": pace}
 if mode != "noplugin":
     import phy_bcreason.plugin as bc_plugin
     out["module"] = bc_plugin.__file__
-    bc_plugin.GUI_THREAD_TIMES = plugin_times = []  # all of them (the plugin's deque keeps the last 10,000)
+    import phy_bcreason.guard as bc_guard
+    bc_guard.GUI_THREAD_TIMES = plugin_times = []  # all of them (the guard's deque keeps the last 10,000)
     asked = []  # what the child was asked for: (cluster id, seconds, drawn: False for a measurement only)
     evidence = bc_plugin.MetricsProcess.evidence
 

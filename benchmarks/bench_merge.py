@@ -64,7 +64,8 @@ def run(ks: Path, config: Path, pairs: list[tuple[int, int]], with_plugin: bool,
     from phy.gui.qt import QApplication
     from phylib.utils import reset
 
-    from phy_bcreason import plugin as bc_plugin
+    import phy_bcreason.plugin  # noqa: F401  (defining the plugin class registers it with Phy)
+    from phy_bcreason import guard as bc_guard
 
     controller = TemplateController(config_dir=config, plugins=["BombcellReasonPlugin"] if with_plugin else [],
                                     clear_cache=True, clear_state=True,
@@ -85,7 +86,7 @@ def run(ks: Path, config: Path, pairs: list[tuple[int, int]], with_plugin: bool,
         for _ in range(500):  # settle
             QApplication.processEvents()
             time.sleep(0.001)
-        bc_plugin.GUI_THREAD_TIMES.clear()
+        bc_guard.GUI_THREAD_TIMES.clear()
         start = time.perf_counter()
         supervisor.actions.merge()  # the G key: Phy merges, then selects the merged cluster
         merge_call = time.perf_counter() - start
@@ -100,7 +101,7 @@ def run(ks: Path, config: Path, pairs: list[tuple[int, int]], with_plugin: bool,
                 updated = time.perf_counter() - start
         if plugin is not None and updated is None:
             raise RuntimeError(f"cluster {merged} not updated within {window} s")
-        ours = max(bc_plugin.GUI_THREAD_TIMES, key=lambda t: t[1], default=("", 0.0))
+        ours = max(bc_guard.GUI_THREAD_TIMES, key=lambda t: t[1], default=("", 0.0))
         out.append({"spikes": n_spikes, "merge_call": merge_call, "updated": updated,
                     "longest_gap_after_call": gaps.longest_since(start + merge_call),
                     "longest_plugin_call": ours,

@@ -42,6 +42,8 @@ def run_demo(screenshot: Path | None = None, ks_dir: Path | None = None) -> int:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from phy.gui.qt import QApplication, QTimer
 
+    from .guard import guarded
+
     app = QApplication.instance() or QApplication(sys.argv[:1])
     with tempfile.TemporaryDirectory(prefix="phy-bcreason-demo-") as tmp:
         data = Path(tmp) / "kilosort"
@@ -57,7 +59,7 @@ def run_demo(screenshot: Path | None = None, ks_dir: Path | None = None) -> int:
                 gui.grab().save(str(screenshot))
                 gui.close()
 
-            QTimer.singleShot(1500, grab)
+            QTimer.singleShot(1500, guarded(grab, what="the screenshot"))
         app.exec_()
         from phylib.utils import reset
 

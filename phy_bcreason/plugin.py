@@ -11,7 +11,6 @@ import os
 import queue
 import signal
 import threading
-import time
 
 from phy import IPlugin, connect, unconnect
 from qtpy.QtCore import QEvent, QObject, QTimer, Signal
@@ -20,6 +19,7 @@ from qtpy.QtWidgets import QHeaderView, QToolTip
 
 from .api import classifier_labels
 from .concordance import PHY_GROUPS
+from .guard import guarded, show_failures_in
 from .live import COLUMNS, REPLACED_METADATA, LiveReasons
 from .live_metrics import MATLAB_TSV_NAMES, NOT_METRICS, LiveMetricsError, MetricsProcess
 from .parquet import keep_pyarrow_out
@@ -32,27 +32,6 @@ AGREES = "bc_agrees"  # 1 where your Phy group agrees with Bombcell's label, 0 w
 # how much the live-metrics process yields the CPU to Phy (PHY_BCREASON_CHILD_NICE to change it)
 CHILD_NICE = int(os.environ.get("PHY_BCREASON_CHILD_NICE", "5"))
 REASON_CHARS = 70  # the reason column's width at most, in average characters; longer reasons are elided
-
-
-# How long each of the plugin's calls on the GUI thread took (name, seconds): benchmarks/bench_merge.py reads it.
-GUI_THREAD_TIMES: collections.deque = collections.deque(maxlen=10_000)
-
-
-def _never_raise(func):
-    """Phy's event loop must never see our exceptions: log them instead."""
-    name = getattr(func, "__name__", repr(func))
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        start = time.perf_counter()
-        try:
-            return func(*args, **kwargs)
-        except Exception as exc:
-            logger.warning("phy-bcreason: %s failed: %s: %s", name, type(exc).__name__, exc)
-        finally:
-            GUI_THREAD_TIMES.append((name, time.perf_counter() - start))
-
-    return wrapper
 
 
 def update_rows(table, rows: list[dict]) -> None:
@@ -198,6 +177,7 @@ class TableSizing(QObject):
                 if view.columnWidth(index) < self.widths[name]:
                     view.setColumnWidth(index, self.widths[name])
 
+    @guarded(default=False)
     def eventFilter(self, obj, event):
         """Tooltip: the full text of one of our cells that does not fit its column."""
         if event.type() != QEvent.ToolTip:
@@ -224,7 +204,7 @@ class Worker(QObject):
         super().__init__()
         self.jobs: queue.Queue = queue.Queue()
         self.busy = 0  # jobs submitted whose callback has not run yet
-        self.done.connect(self._finish)
+        self.done.connect(guarded(self._finish))
         threading.Thread(target=self._run, daemon=True).start()
 
     def submit(self, job, callback, later: bool = False) -> None:
@@ -232,7 +212,7 @@ class Worker(QObject):
         queued only when the GUI thread is back in its event loop."""
         self.busy += 1
         if later:
-            QTimer.singleShot(0, lambda: self.jobs.put((job, callback)))
+            QTimer.singleShot(0, guarded(lambda: self.jobs.put((job, callback)), what="a background job"))
         else:
             self.jobs.put((job, callback))
 
@@ -260,7 +240,7 @@ class Worker(QObject):
 
     def _finish(self, callback, result) -> None:
         self.busy -= 1
-        _never_raise(callback)(result)
+        guarded(callback, what=getattr(callback, "__name__", "a background job"))(result)
 
 
 class Pictures:
@@ -340,7 +320,7 @@ class BombcellReasonPlugin(IPlugin):
             controller.model.metadata.pop(name, None)
         for name in COLUMNS:
             column = functools.partial(lambda name, cluster_id: live.column_values(cluster_id)[name], name)
-            controller.cluster_metrics[name] = _never_raise(column)
+            controller.cluster_metrics[name] = guarded(column, what=f"the {name} column")
         def user_group(cluster_id):
             """The cluster's Phy group (good/mua/noise/...), as Phy has it now."""
             supervisor = getattr(controller, "supervisor", None)
@@ -348,44 +328,49 @@ class BombcellReasonPlugin(IPlugin):
                 return supervisor.cluster_meta.get("group", cluster_id)
             return controller.model.metadata.get("group", {}).get(cluster_id)  # before Phy's supervisor exists
 
-        self._agrees = _never_raise(lambda cluster_id: live.agrees(cluster_id, user_group(cluster_id)))
-        controller.cluster_metrics[AGREES] = self._agrees
+        controller.cluster_metrics[AGREES] = self._agrees = guarded(
+            lambda cluster_id: live.agrees(cluster_id, user_group(cluster_id)), what=f"the {AGREES} column")
         # Bombcell's per-metric columns (cluster_<metric>.tsv): served by us, so that a cluster made in Phy
         # shows its live values (blank until computed, or where not recomputed) instead of a parent's.
         self.metric_columns = metric_columns = MetricColumns(live, controller.model.metadata)
         for name in metric_columns.names:
-            controller.cluster_metrics[name] = _never_raise(functools.partial(metric_columns.value, name))
+            controller.cluster_metrics[name] = guarded(functools.partial(metric_columns.value, name),
+                                                       what=f"the {name} column")
         ours = (*COLUMNS, AGREES, *metric_columns.names)
 
         @connect(event="cluster_view_init")
+        @guarded
         def on_cluster_view_init(view):
             _install_sizing(view, ours)
 
         @connect(event="similarity_view_init")
+        @guarded
         def on_similarity_view_init(view):
             _install_sizing(view, ours)
 
 
         def create_view():
             view = BombcellWhyView(live)
-            view.on_overrides = _never_raise(lambda overrides: self._set_overrides(overrides))
-            view.on_list = _never_raise(lambda cluster_ids: self._list(cluster_ids))
+            view.on_overrides = guarded(lambda overrides: self._set_overrides(overrides), what="the what-if edit")
+            view.on_list = guarded(lambda cluster_ids: self._list(cluster_ids), what="List")
             view.concordance.get_groups = lambda: {c: g for c in controller.supervisor.clustering.cluster_ids.tolist()
                                                    if (g := user_group(c)) in PHY_GROUPS}
             supervisor = getattr(controller, "supervisor", None)
             pictures = getattr(self, "pictures", None)
             if pictures is not None and live.results is not None and live.results.classifier == PYTHON:
-                view.evidence.request = _never_raise(
-                    lambda cluster_id, width: pictures.request(view.evidence, cluster_id, width))
+                view.evidence.request = guarded(
+                    lambda cluster_id, width: pictures.request(view.evidence, cluster_id, width), what="the picture")
             if supervisor is not None:
                 view.show_clusters(supervisor.selected_clusters)
             return view
 
-        controller.view_creator[VIEW_NAME] = create_view
+        controller.view_creator[VIEW_NAME] = guarded(create_view, what="the why? dock")
 
         @connect(sender=controller)
+        @guarded
         def on_gui_ready(sender, gui):
             supervisor = controller.supervisor
+            hide_status_bar = show_failures_in(lambda sentence: setattr(gui, "status_message", sentence))
             for note in live.notes():
                 logger.info("phy-bcreason: note: %s", note)
             gui.status_message = live.status_line()
@@ -404,7 +389,7 @@ class BombcellReasonPlugin(IPlugin):
                     view.refresh()
 
             @connect(sender=supervisor)
-            @_never_raise
+            @guarded
             def on_select(sender, cluster_ids, **kwargs):
                 for view in gui.list_views(VIEW_NAME):
                     view.show_clusters(cluster_ids)
@@ -415,8 +400,9 @@ class BombcellReasonPlugin(IPlugin):
             self.pictures = pictures = Pictures(live, lambda c: supervisor.clustering.spikes_per_cluster[c])
             for view in gui.list_views(VIEW_NAME):  # docks made before (Phy's saved layout): pictures now
                 if live.results is not None and live.results.classifier == PYTHON:
-                    view.evidence.request = _never_raise(
-                        lambda cluster_id, width, view=view: pictures.request(view.evidence, cluster_id, width))
+                    view.evidence.request = guarded(
+                        lambda cluster_id, width, view=view: pictures.request(view.evidence, cluster_id, width),
+                        what="the picture")
                     view.evidence.show_cluster(view.evidence.cluster_id, again=True)
             closed = []
 
@@ -441,7 +427,7 @@ class BombcellReasonPlugin(IPlugin):
                 return to_compute
 
             @connect(sender=supervisor)
-            @_never_raise
+            @guarded
             def on_cluster(sender, up):
                 pictures.forget(up.deleted)
                 if up.added:
@@ -476,12 +462,14 @@ class BombcellReasonPlugin(IPlugin):
             refresh(compute_live(supervisor.clustering.cluster_ids, on_open=True))  # curated in an earlier session
 
             @connect(sender=gui)
+            @guarded
             def on_close(sender):
                 closed.append(True)
                 worker.stop()
                 pictures.stop()
                 live.close()
                 restore_ctrl_c()
+                hide_status_bar()
                 unconnect(on_select, on_cluster, on_close, on_cluster_view_init, on_similarity_view_init)
 
         self._on_gui_ready = on_gui_ready
@@ -512,11 +500,11 @@ def _close_on_ctrl_c(gui):
         except RuntimeError:
             signal.signal(signal.SIGINT, signal.default_int_handler)
             raise KeyboardInterrupt from None
-        QTimer.singleShot(0, gui.close)
+        QTimer.singleShot(0, guarded(gui.close, what="closing on Ctrl-C"))
 
     signal.signal(signal.SIGINT, on_ctrl_c)
     wake = QTimer(gui)  # Python only runs signal handlers when the event loop gives it the hand
-    wake.timeout.connect(lambda: None)
+    wake.timeout.connect(guarded(lambda: None, what="the Ctrl-C timer"))
     wake.start(250)
 
     def restore():

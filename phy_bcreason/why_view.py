@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
 
 from .engine import RUN_SPELLING, STATUS_NAMES, STATUS_TEXT
 from .evidence import no_pictures
+from .guard import guarded
 from .live import LiveReasons
 from .rules import (
     BLOCK_TITLES,
@@ -195,19 +196,19 @@ class BombcellWhyView(QWidget):
         self.classifier.setWordWrap(True)
         self.classifier.setStyleSheet("color: #9a9a9a;")
         self.chooser = QComboBox()
-        self.chooser.currentIndexChanged.connect(self._show_chosen)
+        self.chooser.currentIndexChanged.connect(guarded(self._show_chosen, what="choosing a cluster"))
         copy = QPushButton("Copy")
         copy.setToolTip("Copy this explanation as text")
-        copy.clicked.connect(lambda: QApplication.clipboard().setText(self.text()))
+        copy.clicked.connect(guarded(lambda: QApplication.clipboard().setText(self.text()), what="Copy"))
         load = QPushButton("Load…")
         load.setToolTip("Try another run's parameters (a parameter file, a saved what-if, thresholds JSON) as a "
                         "what-if")
-        load.clicked.connect(self._choose_parameters)
+        load.clicked.connect(guarded(self._choose_parameters, what="Load…"))
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(list(HEADERS))
         self.tree.setAlternatingRowColors(False)
         self.tree.headerItem().setToolTip(THRESHOLD_COLUMN, "Double-click a threshold to try another value")
-        self.tree.itemChanged.connect(self._threshold_edited)
+        self.tree.itemChanged.connect(guarded(self._threshold_edited, what="the threshold edit"))
 
         # What-if: switches, and a banner while edited thresholds are active.
         self.on_overrides = self._apply_overrides  # the plugin replaces these to update Phy as well
@@ -218,7 +219,8 @@ class BombcellWhyView(QWidget):
                                  else SWITCHES):
             box = QCheckBox(name)
             box.setToolTip(f"What-if: turn Bombcell's {name} on or off")
-            box.toggled.connect(lambda checked, name=name: self._edit(name, checked))
+            box.toggled.connect(guarded(lambda checked, name=name: self._edit(name, checked),
+                                        what=f"the {name} switch"))
             self.switches[name] = box
             switches.addWidget(box, i // 3, i % 3)
         self.whatif = QLabel()
@@ -226,13 +228,14 @@ class BombcellWhyView(QWidget):
         self.whatif.setStyleSheet("background-color: #b58900; color: #000000; padding: 3px;")
         self.list_button = QPushButton("List")
         self.list_button.setToolTip("Show only the clusters whose label these edits change")
-        self.list_button.clicked.connect(lambda: self.on_list and self.on_list(self.live.changed_clusters()))
+        self.list_button.clicked.connect(guarded(lambda: self.on_list and self.on_list(self.live.changed_clusters()),
+                                                 what="List"))
         self.save_button = QPushButton("Save…")
         self.save_button.setToolTip("Save the edited parameters next to the Bombcell results (new file)")
-        self.save_button.clicked.connect(self._save)
+        self.save_button.clicked.connect(guarded(self._save, what="Save…"))
         self.reset_button = QPushButton("Reset")
         self.reset_button.setToolTip("Back to the parameters Bombcell ran with")
-        self.reset_button.clicked.connect(lambda: self.on_overrides({}))
+        self.reset_button.clicked.connect(guarded(lambda: self.on_overrides({}), what="Reset"))
         banner = QHBoxLayout()
         banner.addWidget(self.whatif, 1)
         for button in (self.list_button, self.save_button, self.reset_button):
@@ -260,7 +263,7 @@ class BombcellWhyView(QWidget):
         self.tabs.addTab(self.population, "Population")
         self.concordance = ConcordancePanel(self)
         self.tabs.addTab(self.concordance, "Your labels")
-        self.tabs.currentChanged.connect(lambda index: self._refresh_tab())
+        self.tabs.currentChanged.connect(guarded(lambda index: self._refresh_tab(), what="the dock's tab"))
         self.notes = QLabel("\n".join(f"note: {note}" for note in live.notes()))
         self.notes.setWordWrap(True)
         self.notes.setTextInteractionFlags(Qt.TextSelectableByMouse)
@@ -463,7 +466,8 @@ class EvidencePanel(QWidget):
         self._resized = QTimer(self)  # a wider or narrower dock: drawn again at its new width, once it settles
         self._resized.setSingleShot(True)
         self._resized.setInterval(300)
-        self._resized.timeout.connect(lambda: self.show_cluster(self.cluster_id, again=True))
+        self._resized.timeout.connect(guarded(lambda: self.show_cluster(self.cluster_id, again=True),
+                                              what="the picture"))
         self._width = 0
         self._waiting = False
 
@@ -523,12 +527,14 @@ class EvidencePanel(QWidget):
         """Visible and not dragged closed: pictures are drawn only then."""
         return self.isVisible() and self.scroll.height() > 30
 
+    @guarded
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
         if self.cluster_id is not None and self.request is not None and \
                 (self.width_px() != self._width or self._waiting) and self.shown():
             self._resized.start()
 
+    @guarded
     def showEvent(self, event) -> None:
         super().showEvent(event)
         if self._waiting:
@@ -552,10 +558,10 @@ class PopulationPanel(QWidget):
         self.table.setHorizontalHeaderLabels(list(POPULATION_HEADERS))
         self.table.setEditTriggers(QTableWidget.NoEditTriggers)
         self.table.setSelectionBehavior(QTableWidget.SelectRows)
-        self.table.cellClicked.connect(lambda row, column: self.show_rule(row))
+        self.table.cellClicked.connect(guarded(lambda row, column: self.show_rule(row), what="the Population tab"))
         self.threshold = QLineEdit()
         self.threshold.setPlaceholderText("threshold")
-        self.threshold.returnPressed.connect(self._typed)
+        self.threshold.returnPressed.connect(guarded(self._typed, what="the Population threshold"))
         self.plot_area = QVBoxLayout()
         layout = QVBoxLayout(self)
         layout.addWidget(self.table, 1)
@@ -569,7 +575,8 @@ class PopulationPanel(QWidget):
         live = self.why.live
         if live.explanation is None or live.results is None:
             return
-        self.table_frame = population(live.results, live.overrides, live.explanation)
+        # the rows recomputed live too: the explanation has the clusters of now, merged and split ones included
+        self.table_frame = population(live.all_results(), live.overrides, live.explanation)
         self.table.setRowCount(len(self.table_frame))
         for i, rule in enumerate(self.table_frame.itertuples()):
             cells = (rule.decides, rule.also_fails, rule.within, rule.flips, rule.rule)
@@ -587,7 +594,7 @@ class PopulationPanel(QWidget):
             figure = Figure(figsize=(4, 2.2), tight_layout=True)
             self.canvas = FigureCanvasQTAgg(figure)
             self.axes = figure.add_subplot(111)
-            self.canvas.mpl_connect("button_release_event", self._clicked)
+            self.canvas.mpl_connect("button_release_event", guarded(self._clicked, what="the Population plot"))
             self.plot_area.addWidget(self.canvas)
 
     def show_rule(self, index: int) -> None:
@@ -653,9 +660,9 @@ class ConcordancePanel(QWidget):
         self.disagreements.setHorizontalHeaderLabels(["cluster", "you", "Bombcell", "rules"])
         self.suggested = QTableWidget(0, 3)
         self.suggested.setHorizontalHeaderLabels(["threshold", "agree", "flips (all units)"])
-        self.suggested.cellDoubleClicked.connect(lambda row, column: self.apply(row))
+        self.suggested.cellDoubleClicked.connect(guarded(lambda row, column: self.apply(row), what="a suggestion"))
         together = QPushButton("Suggest together (with a held-out estimate)")
-        together.clicked.connect(self.suggest_together)
+        together.clicked.connect(guarded(self.suggest_together, what="Suggest together"))
         for table in (self.counts, self.disagreements, self.suggested):
             table.setEditTriggers(QTableWidget.NoEditTriggers)
             table.horizontalHeader().setStretchLastSection(True)
@@ -712,7 +719,7 @@ class ConcordancePanel(QWidget):
         groups = self.get_groups()
         if live.results is None or not groups:
             return
-        joint = suggest_jointly(live.results, groups)
+        joint = suggest_jointly(live.all_results(), groups)
         name = ", ".join(f"{k} -> {v:.4g}" for k, v in joint.overrides.items()) or "no change agrees better"
         agree = (f"{joint.agree_before} -> {joint.agree_after} (held out: {joint.held_out_before:.0%} -> "
                  f"{joint.held_out_after:.0%})")
