@@ -28,7 +28,7 @@ RERUN = {"maxRPVviolations": 0.2, "minPresenceRatio": 0.8}
 
 
 def make_tree(root: Path, n_folders: int) -> Path:
-    from phy_bcreason.bombcell_io import PARAMS_FILE
+    from phy_bcreason.io.bombcell import PARAMS_FILE
 
     params = pd.read_parquet(DEMO / "bombcell" / PARAMS_FILE)
     rerun = params.assign(**RERUN)
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     parser.add_argument("--no-dask", action="store_true")
     args = parser.parse_args(argv)
 
-    from phy_bcreason.audit import discover, run_audit, write_audit
+    from phy_bcreason.batch.audit import discover, run_audit, write_audit
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -74,7 +74,7 @@ out = {"mode": mode, "pace": pace}
 if mode != "noplugin":
     import phy_bcreason.plugin as bc_plugin
     out["module"] = bc_plugin.__file__
-    import phy_bcreason.guard as bc_guard
+    import phy_bcreason.gui.guard as bc_guard
     bc_guard.GUI_THREAD_TIMES = plugin_times = []  # all of them (the guard's deque keeps the last 10,000)
     asked = []  # what the child was asked for: (cluster id, seconds, drawn: False for a measurement only)
     evidence = bc_plugin.MetricsProcess.evidence
@@ -87,7 +87,7 @@ if mode != "noplugin":
             asked.append((int(cluster_id), time.perf_counter() - t0, kwargs.get("draw", True)))
 
     bc_plugin.MetricsProcess.evidence = timed_evidence
-    import phy_bcreason.why_view as why_view
+    import phy_bcreason.gui.dock as why_view
     gui_calls = {"request": [], "show_picture": []}  # the picture's own work on the GUI thread, seconds
 
     def timed(cls, name, into):

@@ -65,7 +65,7 @@ def run(ks: Path, config: Path, pairs: list[tuple[int, int]], with_plugin: bool,
     from phylib.utils import reset
 
     import phy_bcreason.plugin  # noqa: F401  (defining the plugin class registers it with Phy)
-    from phy_bcreason import guard as bc_guard
+    from phy_bcreason.gui import guard as bc_guard
 
     controller = TemplateController(config_dir=config, plugins=["BombcellReasonPlugin"] if with_plugin else [],
                                     clear_cache=True, clear_state=True,

@@ -30,7 +30,7 @@ def main(argv=None) -> int:
 
     from phy_bcreason.api import explain
     from phy_bcreason.demo import open_gui
-    from phy_bcreason.why_view import THRESHOLD_COLUMN
+    from phy_bcreason.gui.dock import THRESHOLD_COLUMN
 
     _app = QApplication.instance() or QApplication([])  # noqa: F841  (keep the application alive)
     with tempfile.TemporaryDirectory() as tmp:

@@ -12,13 +12,13 @@ import pandas as pd
 
 from . import install
 from ._version import __version__
-from .api import explain
-from .bombcell_io import BombcellResultsError, find_bombcell_dir, load_results
-from .engine import STATUS_NAMES, Explanation
-from .live_metrics import LiveMetricsError, with_live_rows
+from .core.engine import STATUS_NAMES, Explanation
+from .core.judge import explain
+from .core.rules import MATLAB, PYTHON
+from .io.bombcell import BombcellResultsError, find_bombcell_dir, load_results
+from .live.metrics import LiveMetricsError, with_live_rows
 from .quiet import bombcell_output_to_log
-from .rules import MATLAB, PYTHON
-from .whatif import WhatIfError, describe_overrides, editable, label_changes, parse_settings
+from .tuning.whatif import WhatIfError, describe_overrides, editable, label_changes, parse_settings
 
 REASON_COLUMN = "bc_classificationReason"
 REASON_FILE = f"cluster_{REASON_COLUMN}.tsv"
@@ -100,7 +100,7 @@ def export(explanation: Explanation, ks_dir: Path) -> list[Path]:
 
 
 def concordance_output(results, explanation: Explanation, args) -> str:
-    from .concordance import concordance, read_groups, suggest, suggest_jointly
+    from .tuning.concordance import concordance, read_groups, suggest, suggest_jointly
 
     path = args.labels or Path(args.ks_dir) / "cluster_group.tsv"
     if not path.is_file():
@@ -237,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_figure_for(results, explanation, ks_dir, cluster_ids: list[int], path: Path) -> Path:
-    from .evidence import EvidenceError, write_figure
+    from .live.evidence import EvidenceError, write_figure
 
     if len(cluster_ids) != 1:
         raise UsageError("--figure draws one cluster: give exactly one --cluster")
@@ -285,7 +285,7 @@ def add_audit_parsers(sub) -> None:
 
 
 def run_audit_command(args: argparse.Namespace) -> int:
-    from . import audit
+    from .batch import audit
 
     try:
         if args.command == "methods":
@@ -294,7 +294,7 @@ def run_audit_command(args: argparse.Namespace) -> int:
         if args.command == "compare":
             comparison = audit.compare_runs(args.run_a, args.run_b)
             if args.html:
-                from .report import comparison_html, page
+                from .batch.report import comparison_html, page
 
                 args.html.write_text(page("Bombcell runs compared", comparison_html(comparison)), encoding="utf-8")
             print(json.dumps(comparison.to_dict(), allow_nan=False, default=str) if args.json else comparison.text())

@@ -42,7 +42,7 @@ def run_demo(screenshot: Path | None = None, ks_dir: Path | None = None) -> int:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     from phy.gui.qt import QApplication, QTimer
 
-    from .guard import guarded
+    from .gui.guard import guarded
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     with tempfile.TemporaryDirectory(prefix="phy-bcreason-demo-") as tmp:

@@ -17,14 +17,14 @@ from qtpy.QtCore import QEvent, QObject, QTimer, Signal
 from qtpy.QtGui import QImage
 from qtpy.QtWidgets import QHeaderView, QToolTip
 
-from .api import classifier_labels
-from .concordance import PHY_GROUPS
-from .guard import guarded, show_failures_in
-from .live import COLUMNS, REPLACED_METADATA, LiveReasons
-from .live_metrics import MATLAB_TSV_NAMES, NOT_METRICS, LiveMetricsError, MetricsProcess
-from .parquet import keep_pyarrow_out
-from .rules import PYTHON
-from .why_view import BombcellWhyView
+from .core.judge import classifier_labels
+from .core.rules import PYTHON
+from .gui.dock import BombcellWhyView
+from .gui.guard import guarded, show_failures_in
+from .gui.session import COLUMNS, REPLACED_METADATA, LiveReasons
+from .io.parquet import keep_pyarrow_out
+from .live.metrics import MATLAB_TSV_NAMES, NOT_METRICS, LiveMetricsError, MetricsProcess
+from .tuning.concordance import PHY_GROUPS
 
 logger = logging.getLogger("phy")
 VIEW_NAME = BombcellWhyView.__name__

@@ -11,7 +11,7 @@ import pytest
 
 from phy_bcreason import explain_folder
 from phy_bcreason.api import SAVED_JUDGE
-from phy_bcreason.bombcell_io import METRICS_FILE, PARAMS_FILE
+from phy_bcreason.io.bombcell import METRICS_FILE, PARAMS_FILE
 
 with contextlib.redirect_stdout(io.StringIO()):
     import bombcell as bc

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from phy_bcreason import explain_folder
-from phy_bcreason.bombcell_io import METRICS_FILE, PARAMS_FILE
+from phy_bcreason.io.bombcell import METRICS_FILE, PARAMS_FILE
 
 
 def run_cli(*args):

@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 
 from phy_bcreason.api import explain
-from phy_bcreason.bombcell_io import METRICS_FILE, find_bombcell_dir, load_results
-from phy_bcreason.concordance import LABEL_GROUPS, concordance, suggest, suggest_jointly
-from phy_bcreason.rules import SPIKEINTERFACE_LABELS, unflatten_thresholds
+from phy_bcreason.core.rules import SPIKEINTERFACE_LABELS, unflatten_thresholds
+from phy_bcreason.io.bombcell import METRICS_FILE, find_bombcell_dir, load_results
+from phy_bcreason.tuning.concordance import LABEL_GROUPS, concordance, suggest, suggest_jointly
 
 
 def curator(explanation, kept_rules: set[str], noise_rules: set[str] = frozenset()) -> dict[int, str]:

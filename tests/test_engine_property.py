@@ -10,8 +10,8 @@ import pandas as pd
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from phy_bcreason.engine import DECISIVE, evaluate
-from phy_bcreason.rules import METRICS, MUA, NOISE, NONSOMATIC, PYTHON, rules_for, switches_for
+from phy_bcreason.core.engine import DECISIVE, evaluate
+from phy_bcreason.core.rules import METRICS, MUA, NOISE, NONSOMATIC, PYTHON, rules_for, switches_for
 
 with contextlib.redirect_stdout(io.StringIO()):
     import bombcell as bc
@@ -142,7 +142,7 @@ def test_nothing_raises_but_the_documented_error_and_labels_match_where_bombcell
     from pathlib import Path
 
     from phy_bcreason.api import explain
-    from phy_bcreason.bombcell_io import BombcellResults, BombcellResultsError
+    from phy_bcreason.io.bombcell import BombcellResults, BombcellResultsError
 
     results = BombcellResults(Path("results"), params, metrics, np.arange(len(metrics)))
     try:

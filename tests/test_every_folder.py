@@ -23,8 +23,8 @@ import pandas as pd
 import pytest
 
 from phy_bcreason import explain_folder
-from phy_bcreason.bombcell_io import PARAMS_FILE, PHY_LABELS_FILE
-from phy_bcreason.why_view import content_text
+from phy_bcreason.gui.dock import content_text
+from phy_bcreason.io.bombcell import PARAMS_FILE, PHY_LABELS_FILE
 from tests.test_plugin_gui import dock, rows, select, wait_for_plugin
 from tests.test_robustness import edit_metrics, metrics_path, params_path, snapshot
 

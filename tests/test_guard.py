@@ -84,7 +84,7 @@ def test_the_source_check_finds_an_unguarded_slot():
 def watched(monkeypatch):
     """Everything that reaches ``sys.excepthook`` (PyQt's route for a slot's exception; Phy's dialog, or an
     abort under `phy-bcreason demo`), every error Qt logs, and every failure the guard caught."""
-    from phy_bcreason import guard
+    from phy_bcreason.gui import guard
 
     seen = {"excepthook": [], "qt": [], "guarded": []}
     monkeypatch.setattr(sys, "excepthook", lambda *info: seen["excepthook"].append(info[1]))

@@ -15,8 +15,8 @@ import pytest
 
 from phy_bcreason import explain_folder
 from phy_bcreason.api import bombcell_labels
-from phy_bcreason.bombcell_io import METRICS_FILE, PARAMS_FILE
-from phy_bcreason.live import COMPUTING_LABEL, FROM_LIVE, FROM_RUN, NO_ROW_LABEL
+from phy_bcreason.gui.session import COMPUTING_LABEL, FROM_LIVE, FROM_RUN, NO_ROW_LABEL
+from phy_bcreason.io.bombcell import METRICS_FILE, PARAMS_FILE
 from tests import dataset_builder as dsb
 from tests.test_plugin_gui import dock, rows, select, wait_for_plugin
 

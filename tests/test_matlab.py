@@ -19,8 +19,8 @@ import pandas as pd
 import pytest
 
 from phy_bcreason import explain_folder
-from phy_bcreason.bombcell_io import MATLAB_LABELS_FILE
-from phy_bcreason.why_view import content_text
+from phy_bcreason.gui.dock import content_text
+from phy_bcreason.io.bombcell import MATLAB_LABELS_FILE
 from tests.test_plugin_gui import dock, rows, select, wait_for_plugin
 
 DATA = Path(__file__).parent / "data" / "matlab"
@@ -104,7 +104,7 @@ def test_what_if_on_matlab_results_uses_matlabs_rules(tmp_path):
     """The linear spatial-decay test is MATLAB's ('slope > minSpatialDecaySlope') in a what-if too: moving the
     threshold past a unit's slope changes exactly the units on either side of it."""
     from phy_bcreason.api import explain
-    from phy_bcreason.bombcell_io import find_bombcell_dir, load_results
+    from phy_bcreason.io.bombcell import find_bombcell_dir, load_results
 
     results = load_results(find_bombcell_dir(tmp_path, DATA / "linear_fit"), ks_dir=tmp_path)
     saved = explain(results, check=False)
@@ -196,7 +196,7 @@ def test_a_saved_label_that_contradicts_the_rules_is_shown_and_flagged(tmp_path,
 def test_a_cluster_merged_on_matlab_results_says_why_it_has_no_label(tmp_path, open_phy):
     """MATLAB Bombcell computes its metrics in MATLAB: a merged cluster is not recomputed with Python
     Bombcell's functions (other names, other conventions) and says so, instead of a label MATLAB never gave."""
-    from phy_bcreason.live import NO_ROW_LABEL
+    from phy_bcreason.gui.session import NO_ROW_LABEL
     from tests.test_live_metrics import merge_and_wait
 
     ks = matlab_demo_folder(tmp_path)
@@ -214,7 +214,7 @@ def test_what_if_edits_on_matlab_results_give_matlab_bombcells_labels(tmp_path):
     """The `defaults` folder with thresholds and switches edited as a what-if labels every unit as MATLAB
     Bombcell labelled the same metrics with those parameters (case `defaults_whatif`, run under Octave)."""
     from phy_bcreason.api import explain
-    from phy_bcreason.bombcell_io import load_results
+    from phy_bcreason.io.bombcell import load_results
 
     edits = {"maxRPVviolations": 0.3, "minPresenceRatio": 0.5, "maxWvBaselineFraction": 0.2, "extractRaw": False,
              "splitGoodAndMua_NonSomatic": True}

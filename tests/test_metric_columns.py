@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from phy_bcreason.live import FROM_LIVE
+from phy_bcreason.gui.session import FROM_LIVE
 from tests.test_plugin_gui import rows, wait_for_plugin
 
 METRICS = ("percentageSpikesMissing_gaussian", "fractionRPVs_estimatedTauR", "presenceRatio", "nPeaks",

@@ -26,7 +26,7 @@ SESSION = textwrap.dedent(
     from phy.gui.qt import QApplication
     app = QApplication([])
     from phy_bcreason.demo import open_gui
-    from phy_bcreason.whatif import editable
+    from phy_bcreason.tuning.whatif import editable
 
     def settle(controller):
         end = time.monotonic() + 120
@@ -72,8 +72,8 @@ def test_phy_with_the_plugin_imports_no_pyarrow(tmp_path):
 
 
 def test_the_child_reads_what_this_process_reads(ks_dataset, tmp_path, monkeypatch):
-    from phy_bcreason import parquet
-    from phy_bcreason.bombcell_io import METRICS_FILE, BombcellResultsError, load_results
+    from phy_bcreason.io import parquet
+    from phy_bcreason.io.bombcell import METRICS_FILE, BombcellResultsError, load_results
     from tests.dataset_builder import copy_dataset
 
     damaged = copy_dataset(ks_dataset, tmp_path / "ks")

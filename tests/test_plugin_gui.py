@@ -12,8 +12,8 @@ from phy.gui.qt import QApplication
 
 from phy_bcreason import explain_folder
 from phy_bcreason.cli import main as cli_main
-from phy_bcreason.live import COLUMNS, NO_ROW_LABEL
-from phy_bcreason.why_view import STATUS_COLUMN, BombcellWhyView
+from phy_bcreason.gui.dock import STATUS_COLUMN, BombcellWhyView
+from phy_bcreason.gui.session import COLUMNS, NO_ROW_LABEL
 
 
 def select(controller, cluster_ids, timeout=5.0):

@@ -20,8 +20,8 @@ import pandas as pd
 import pytest
 
 from phy_bcreason import explain_folder
-from phy_bcreason.bombcell_io import METRICS_FILE, PARAMS_FILE, BombcellResultsError, load_results
-from phy_bcreason.live import NO_ROW_LABEL, LiveReasons
+from phy_bcreason.gui.session import NO_ROW_LABEL, LiveReasons
+from phy_bcreason.io.bombcell import METRICS_FILE, PARAMS_FILE, BombcellResultsError, load_results
 
 # ----------------------------------------------------------------------------------------------------------
 # helpers

@@ -21,10 +21,10 @@ from spikeinterface.curation import bombcell_label_units
 
 from phy_bcreason import explain_folder
 from phy_bcreason.api import explain
-from phy_bcreason.bombcell_io import BombcellResultsError, find_bombcell_dir, load_results
-from phy_bcreason.engine import ALSO_FAILED, DECISIVE
-from phy_bcreason.rules import SPIKEINTERFACE_LABELS, unflatten_thresholds
-from phy_bcreason.whatif import save_parameters
+from phy_bcreason.core.engine import ALSO_FAILED, DECISIVE
+from phy_bcreason.core.rules import SPIKEINTERFACE_LABELS, unflatten_thresholds
+from phy_bcreason.io.bombcell import BombcellResultsError, find_bombcell_dir, load_results
+from phy_bcreason.tuning.whatif import save_parameters
 from tests import si_builder
 from tests.test_plugin_gui import dock, rows, select, wait_for_plugin
 

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from spikeinterface.curation import bombcell_get_default_thresholds, bombcell_label_units
 
-from phy_bcreason.engine import ALSO_FAILED, DECISIVE, evaluate
-from phy_bcreason.rules import (
+from phy_bcreason.core.engine import ALSO_FAILED, DECISIVE, evaluate
+from phy_bcreason.core.rules import (
     SPIKEINTERFACE,
     SPIKEINTERFACE_LABELS,
     flatten_thresholds,

@@ -8,8 +8,8 @@ import sys
 
 import pandas as pd
 
-from phy_bcreason.bombcell_io import METRICS_FILE, PARAMS_FILE
-from phy_bcreason.why_view import THRESHOLD_COLUMN
+from phy_bcreason.gui.dock import THRESHOLD_COLUMN
+from phy_bcreason.io.bombcell import METRICS_FILE, PARAMS_FILE
 from tests.test_plugin_gui import dock, select
 
 with contextlib.redirect_stdout(io.StringIO()):
@@ -120,7 +120,7 @@ def test_population_view_counts_rules_and_a_click_on_the_plot_moves_the_threshol
     from matplotlib.backend_bases import MouseEvent
 
     from phy_bcreason import explain_folder
-    from phy_bcreason.why_view import POPULATION_HEADERS
+    from phy_bcreason.gui.dock import POPULATION_HEADERS
 
     explanation = explain_folder(ks_dataset_copy, check=False)
     controller, gui = open_phy(ks_dataset_copy)

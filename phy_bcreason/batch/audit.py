@@ -27,17 +27,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .api import explain, installed_bombcell_version
-from .bombcell_io import (
+from ..core.engine import DECISIVE, EMPTY_LABEL, Explanation
+from ..core.judge import explain, installed_bombcell_version
+from ..core.rules import CLASSIFIER_TITLES, MUA, NOISE, NONSOMATIC, PYTHON
+from ..io.bombcell import (
     CONVENTIONAL_DIRS,
     BombcellResultsError,
     find_bombcell_dir,
     holds_results,
     load_results,
 )
-from .engine import DECISIVE, EMPTY_LABEL, Explanation
-from .parquet import read_tables
-from .rules import CLASSIFIER_TITLES, MUA, NOISE, NONSOMATIC, PYTHON
+from ..io.parquet import read_tables
 
 NEAR = 0.1  # "near a threshold": the comparison nearest to changing the label is within 10% of its threshold
 KILOSORT_FILES = ("params.py", "spike_clusters.npy", "spike_templates.npy")
@@ -146,7 +146,7 @@ def audit_folder(target: Target, live: bool = False, check: bool = True) -> Fold
     try:
         results = load_results(target.results_dir, ks_dir=target.ks_dir)
         if live:
-            from .live_metrics import with_live_rows
+            from ..live.metrics import with_live_rows
 
             results = with_live_rows(results, target.ks_dir)
         explanation = explain(results, check=check)
@@ -374,7 +374,7 @@ def read_param_file(path: Path) -> dict:
     SpikeInterface's thresholds JSON (flattened to the rule table's names)."""
     try:
         if path.suffix == ".json":
-            from .rules import flatten_thresholds
+            from ..core.rules import flatten_thresholds
 
             return flatten_thresholds(json.loads(path.read_text(encoding="utf-8")))
         table = read_tables([path])[0] if path.suffix == ".parquet" else pd.read_csv(path)
@@ -531,7 +531,7 @@ def compare_explanations(ea: Explanation, eb: Explanation, a: str, b: str, param
     """Units whose label differs between two explanations of one sorting, and for each, the rules whose outcome
     (fires or not) changed for it and that decide its label in either run; switches that changed the label's
     combination where no rule did."""
-    from .rules import SPLIT_SWITCHES, switches_for, thresholds_for
+    from ..core.rules import SPLIT_SWITCHES, switches_for, thresholds_for
 
     read = set(thresholds_for(ea.classifier, ea.rules)) | set(thresholds_for(eb.classifier, eb.rules)) \
         | set(switches_for(ea.classifier, ea.rules)) | set(switches_for(eb.classifier, eb.rules))
@@ -671,7 +671,7 @@ def _block_conditions(e: Explanation, block: str) -> list[str]:
 def methods_paragraph(explanation: Explanation) -> str:
     """A methods paragraph: the classifier and how it was recognised (and the Bombcell installed here), every
     active threshold with its value and unit, the switches, and how many units each label got."""
-    from .rules import switches_for
+    from ..core.rules import switches_for
 
     e = explanation
     version = installed_bombcell_version()

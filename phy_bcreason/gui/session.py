@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .api import apply_judgement, explain
-from .bombcell_io import BombcellResults, BombcellResultsError, find_bombcell_dir, load_results
-from .engine import Explanation
-from .live_metrics import LiveInfo, LiveMetricsError, MetricsProcess, append_rows
-from .rules import MATLAB, PYTHON, SPIKEINTERFACE
-from .whatif import describe_overrides, label_changes, same_value, save_parameters
+from ..core.engine import Explanation
+from ..core.judge import apply_judgement, explain
+from ..core.rules import MATLAB, PYTHON, SPIKEINTERFACE
+from ..io.bombcell import BombcellResults, BombcellResultsError, find_bombcell_dir, load_results
+from ..live.metrics import LiveInfo, LiveMetricsError, MetricsProcess, append_rows
+from ..tuning.whatif import describe_overrides, label_changes, same_value, save_parameters
 
 logger = logging.getLogger("phy_bcreason")
 
@@ -281,9 +281,9 @@ class LiveReasons:
     def overrides_from(self, path: str | Path) -> dict:
         """Another run's parameters (its parameter parquet or CSV, the dock's Save… output, SpikeInterface's
         thresholds JSON) as what-if edits: the thresholds and switches the rules read that differ from this run's."""
-        from .audit import read_param_file
-        from .backfill import repair_parameters
-        from .whatif import editable
+        from ..batch.audit import read_param_file
+        from ..core.backfill import repair_parameters
+        from ..tuning.whatif import editable
 
         thresholds, switches = editable(self.results)
         other, _ = repair_parameters(read_param_file(Path(path)), switches, thresholds)
@@ -313,7 +313,7 @@ class LiveReasons:
     def agrees(self, cluster_id: int, group) -> float:
         """bc_agrees: 1 where the user's Phy group agrees with Bombcell's label, 0 where not, NaN where the
         cluster is not labelled good/mua/noise or has no Bombcell label."""
-        from .concordance import PHY_GROUPS, bombcell_groups
+        from ..tuning.concordance import PHY_GROUPS, bombcell_groups
 
         row = self.explanation.rows.get(int(cluster_id)) if self.explanation is not None else None
         if row is None or group not in PHY_GROUPS or self.explanation.undetermined[row]:

@@ -78,7 +78,7 @@ def _child(request: tuple) -> list[tuple[bool, object]]:
     """Run ``request`` in the child process: ("read", paths) or ("write", path, columns)."""
     package_parent = str(Path(__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-c", "from phy_bcreason.parquet import main; main()"],
+    done = subprocess.run([sys.executable, "-c", "from phy_bcreason.io.parquet import main; main()"],
                           input=pickle.dumps(request), capture_output=True, env=env)
     if done.returncode != 0:
         why = (done.stderr.decode(errors="replace").strip().splitlines() or [f"exit status {done.returncode}"])[-1]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .engine import STATUS_NAMES, STATUS_TEXT
+from ..core.engine import STATUS_NAMES, STATUS_TEXT
 
 WAVEFORM_METRICS = ("nPeaks", "nTroughs", "waveformDuration_peakTrough", "waveformBaselineFlatness",
                     "scndPeakToTroughRatio", "peak1ToPeak2Ratio", "mainPeakToTroughRatio", "troughToPeak2Ratio",
@@ -57,7 +57,7 @@ class Panel:
 def measure(recording, spike_ids) -> dict:
     """Bombcell's metric functions on one cluster, with everything they measured (``evidence["metrics"]``: the
     values, as `live_metrics.cluster_metrics` gives them)."""
-    from .live_metrics import cluster_metrics
+    from .metrics import cluster_metrics
 
     evidence: dict = {}
     cluster_metrics(recording, spike_ids, evidence)
@@ -620,7 +620,7 @@ def _give_back_memory() -> None:
 
 def no_pictures(classifier: str | None) -> str:
     """Why results of another classifier than Python Bombcell get no pictures."""
-    from .rules import CLASSIFIER_TITLES
+    from ..core.rules import CLASSIFIER_TITLES
 
     run = CLASSIFIER_TITLES[classifier].split(" (")[0] if classifier in CLASSIFIER_TITLES else "these"
     return (f"No pictures for {run} results: they are drawn from Python Bombcell's own metric functions, which "
@@ -636,9 +636,9 @@ def write_figure(results, explanation, ks_dir, cluster_id: int, path, width_px: 
     Returns `summary`."""
     from pathlib import Path
 
-    from .live_metrics import Recording, import_bombcell_functions, spike_clusters_of
-    from .quiet import bombcell_output_to_log
-    from .rules import PYTHON
+    from ..core.rules import PYTHON
+    from ..quiet import bombcell_output_to_log
+    from .metrics import Recording, import_bombcell_functions, spike_clusters_of
 
     if results.classifier != PYTHON:
         message = no_pictures(results.classifier)

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .backfill import OLD_NAMES, repair_parameters
-from .engine import inactive_reason
+from ..core.backfill import OLD_NAMES, repair_parameters
+from ..core.engine import inactive_reason
+from ..core.rules import CLASSIFIER_TITLES, MATLAB, PYTHON, SWITCHES, THRESHOLDS, metrics_for, rules_for
 from .parquet import read_tables
-from .rules import CLASSIFIER_TITLES, MATLAB, PYTHON, SWITCHES, THRESHOLDS, metrics_for, rules_for
 
 METRICS_FILE = "templates._bc_qMetrics.parquet"
 PARAMS_FILE = "_bc_parameters._bc_qMetrics.parquet"
@@ -331,7 +331,7 @@ def load_results(folder: str | Path, ks_dir: str | Path | None = None, classifie
     ks_dir = Path(ks_dir) if ks_dir is not None else folder.parent
     metrics_path, params_path = folder / METRICS_FILE, folder / PARAMS_FILE
     if not metrics_path.is_file() and (folder / SI_WIDE_FILE).is_file():
-        from .spikeinterface_io import load_spikeinterface_results
+        from .spikeinterface import load_spikeinterface_results
 
         return load_spikeinterface_results(folder, ks_dir, classifier)
     # read together (by one child process in Phy's); each file's error is raised where it was before

@@ -15,7 +15,7 @@ import time
 import numpy as np
 import pandas as pd
 
-from .engine import DECISIVE
+from ..core.engine import DECISIVE
 
 LABEL_COLOURS = {"GOOD": "#2ca02c", "MUA": "#ff7f0e", "NOISE": "#7f7f7f", "NON-SOMA": "#9467bd",
                  "NON-SOMA GOOD": "#17becf", "NON-SOMA MUA": "#8c564b", "(empty)": "#dddddd"}

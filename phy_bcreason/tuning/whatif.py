@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .engine import Explanation
-from .parquet import write_table
-from .rules import SWITCHES, THRESHOLDS, switches_for, thresholds_for, unflatten_thresholds
+from ..core.engine import Explanation
+from ..core.rules import SWITCHES, THRESHOLDS, switches_for, thresholds_for, unflatten_thresholds
+from ..io.parquet import write_table
 
 WHATIF_PREFIX = "_bc_parameters.whatif-"
 SI_WHATIF_PREFIX = "thresholds.whatif-"
@@ -116,8 +116,8 @@ def population(results, overrides: dict, explanation: Explanation, step: float =
     """Per rule, at the current thresholds: units it decides, units it fails without deciding, units within
     ``step`` (relative) of its threshold, and units whose label a ``step`` change of that threshold flips
     (computed exactly, by re-running the engine with the threshold moved down and up)."""
-    from .api import explain  # the same engine; imported here to keep this module light
-    from .engine import ALSO_FAILED, DECISIVE
+    from ..core.engine import ALSO_FAILED, DECISIVE
+    from ..core.judge import explain  # the same engine; imported here to keep this module light
 
     flips: dict[str, int] = {}
     for param in dict.fromkeys(r.param for j, r in enumerate(explanation.rules)

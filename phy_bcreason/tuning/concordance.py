@@ -13,8 +13,8 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from .engine import INACTIVE, Explanation, codes_with_threshold, labels_with_threshold
-from .rules import MUA, NOISE, SPLIT_SWITCHES
+from ..core.engine import INACTIVE, Explanation, codes_with_threshold, labels_with_threshold
+from ..core.rules import MUA, NOISE, SPLIT_SWITCHES
 
 PHY_GROUPS = ("good", "mua", "noise")
 LABEL_GROUPS = {"GOOD": "good", "MUA": "mua", "NOISE": "noise", "NON-SOMA GOOD": "good", "NON-SOMA MUA": "mua"}
@@ -173,7 +173,7 @@ class JointSuggestion:
 
 def _fit_jointly(results, groups: dict[int, str], rows_of, rounds: int) -> dict:
     """Coordinate ascent: move the threshold that gains most, again and again, until no move gains."""
-    from .api import explain
+    from ..core.judge import explain
 
     overrides: dict = {}
     for _ in range(rounds * 8):
@@ -190,7 +190,7 @@ def suggest_jointly(results, groups: dict[int, str], folds: int = 5, rounds: int
     """Several thresholds moved together, and how well that generalises: fitted on all labels, and on each
     of ``folds`` parts of them held out in turn, measured on the held-out part (so a handful of labels cannot
     claim a threshold fitted to noise)."""
-    from .api import explain
+    from ..core.judge import explain
 
     saved = explain(results, check=False)
     labelled = [c for c in groups if c in saved.rows and not saved.undetermined[saved.rows[c]]]

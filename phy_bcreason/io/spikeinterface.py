@@ -14,7 +14,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .bombcell_io import (
+from ..core.rules import (
+    CLASSIFIER_TITLES,
+    SPIKEINTERFACE,
+    SPIKEINTERFACE_LABELS,
+    SPLIT_SWITCHES,
+    flatten_thresholds,
+    spikeinterface_rules,
+)
+from .bombcell import (
     SI_WIDE_FILE,
     BombcellResults,
     BombcellResultsError,
@@ -25,14 +33,6 @@ from .bombcell_io import (
     check_unique_ids,
     note_id_differences,
     spike_counts,
-)
-from .rules import (
-    CLASSIFIER_TITLES,
-    SPIKEINTERFACE,
-    SPIKEINTERFACE_LABELS,
-    SPLIT_SWITCHES,
-    flatten_thresholds,
-    spikeinterface_rules,
 )
 
 THRESHOLDS_FILE = "thresholds.json"

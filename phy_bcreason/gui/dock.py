@@ -29,11 +29,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from .engine import RUN_SPELLING, STATUS_NAMES, STATUS_TEXT
-from .evidence import no_pictures
-from .guard import guarded
-from .live import LiveReasons
-from .rules import (
+from ..core.engine import RUN_SPELLING, STATUS_NAMES, STATUS_TEXT
+from ..core.rules import (
     BLOCK_TITLES,
     BLOCKS,
     GROUP_PHRASES,
@@ -43,7 +40,10 @@ from .rules import (
     SWITCHES,
     switches_for,
 )
-from .whatif import WhatIfError, editable, parse_value, population, same_value
+from ..live.evidence import no_pictures
+from ..tuning.whatif import WhatIfError, editable, parse_value, population, same_value
+from .guard import guarded
+from .session import LiveReasons
 
 HEADERS = ("metric", "value", "test", "threshold", "margin", "status", "parameter")
 STATUS_COLUMN = HEADERS.index("status")
@@ -332,7 +332,7 @@ class BombcellWhyView(QWidget):
 
     def load_parameters(self, path) -> None:
         """Another run's parameters as a what-if (the banner, List, Reset and Save… follow)."""
-        from .audit import CompareError
+        from ..batch.audit import CompareError
 
         try:
             overrides = self.live.overrides_from(path)
@@ -671,13 +671,13 @@ class ConcordancePanel(QWidget):
             layout.addWidget(widget)
 
     def _groups_on_disk(self) -> dict[int, str]:
-        from .concordance import read_groups
+        from ..tuning.concordance import read_groups
 
         path = self.why.live.ks_dir / "cluster_group.tsv" if self.why.live.ks_dir else None
         return read_groups(path) if path is not None and path.is_file() else {}
 
     def refresh(self) -> None:
-        from .concordance import PHY_GROUPS, concordance, suggest
+        from ..tuning.concordance import PHY_GROUPS, concordance, suggest
 
         live = self.why.live
         groups = self.get_groups() if live.explanation is not None else {}
@@ -713,7 +713,7 @@ class ConcordancePanel(QWidget):
         self.suggested.resizeColumnsToContents()
 
     def suggest_together(self) -> None:
-        from .concordance import suggest_jointly
+        from ..tuning.concordance import suggest_jointly
 
         live = self.why.live
         groups = self.get_groups()

@@ -32,8 +32,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .backfill import bombcell_default_arrays
-from .bombcell_io import BombcellResults, load_results
+from ..core.backfill import bombcell_default_arrays
+from ..io.bombcell import BombcellResults, load_results
 
 MIN_SPIKES = 50  # get_all_quality_metrics: fewer spikes -> every metric NaN except nSpikes
 DISTANCE_METRICS = ("isolationDistance", "Lratio", "silhouetteScore")
@@ -539,7 +539,7 @@ def with_live_rows(results: BombcellResults, ks_dir: str | Path) -> BombcellResu
 
 
 CHILD_WITHOUT_PYARROW = ("import sys; sys.modules['pyarrow'] = None; "
-                         "from phy_bcreason.live_metrics import main; main(sys.argv[1:])")
+                         "from phy_bcreason.live.metrics import main; main(sys.argv[1:])")
 
 
 def _columns(table: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -549,7 +549,7 @@ def _columns(table: pd.DataFrame) -> dict[str, np.ndarray]:
 
 class MetricsProcess:
     """`metrics_table` in a child process that keeps the recording open between calls, so that the computation
-    never holds the GIL Phy's GUI thread needs. A plain ``python -m phy_bcreason.live_metrics`` child, not
+    never holds the GIL Phy's GUI thread needs. A plain ``python -m phy_bcreason.live.metrics`` child, not
     multiprocessing's spawn, which would run the script that started Phy again in the child. The two processes
     exchange pickles over the child's stdin/stdout; the child reads nothing but the parquet and npy files
     (with ``results``, not even the parquet files: the parent's copy is sent).
@@ -564,7 +564,7 @@ class MetricsProcess:
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent,
                                                                            os.environ.get("PYTHONPATH")])),
                "MPLBACKEND": "Agg"}
-        args = [sys.executable, "-m", "phy_bcreason.live_metrics", str(ks_dir), str(bombcell_dir)]
+        args = [sys.executable, "-m", "phy_bcreason.live.metrics", str(ks_dir), str(bombcell_dir)]
         if results is not None:
             # the child reads no parquet file then: without pyarrow (about 65 MB), which pandas would import
             args[1:3] = ["-c", CHILD_WITHOUT_PYARROW]
@@ -666,7 +666,7 @@ def _child_setup() -> None:
     (and warns) goes to the log at debug level (the child has no log handler: dropped), fd 1 to the null device,
     Ctrl-C is left to Phy, and a thread ends the process as soon as its parent is gone (killed, crashed) even in
     the middle of a computation."""
-    from .quiet import send_prints_to_log
+    from ..quiet import send_prints_to_log
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     send_prints_to_log()
@@ -741,7 +741,7 @@ def serve(ks_dir: str, bombcell_dir: str, results_on_stdin: bool = False, nice: 
                     raise LiveMetricsError(error)
                 answer = (True, picture(recording, measured, *request[1:]))
             elif isinstance(request, tuple) and request[0] == "labels":
-                from .api import bombcell_labels
+                from ..core.judge import bombcell_labels
 
                 if params is None:
                     raise LiveMetricsError(error)
@@ -761,6 +761,6 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    from phy_bcreason import live_metrics  # the real module, so that what it pickles names it, not __main__
+    from phy_bcreason.live import metrics  # the real module, so that what it pickles names it, not __main__
 
-    live_metrics.main(sys.argv[1:])
+    metrics.main(sys.argv[1:])
