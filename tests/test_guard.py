@@ -40,6 +40,9 @@ def unguarded_connections(source: str) -> list[str]:
             slot = {"connect": 0, "mpl_connect": 1, "singleShot": 1}.get(name)
             if slot is not None and len(args) > slot and not _is_guarded(args[slot]):
                 found.append(f"{node.lineno}: {name}({ast.unparse(args[slot])})")
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "connect" and \
+                node.args and not _is_guarded(node.args[0]):  # Phy's connect(f, event=..., sender=...)
+            found.append(f"{node.lineno}: connect({ast.unparse(node.args[0])})")
         if isinstance(node, ast.FunctionDef):
             decorators = node.decorator_list
             phy_event = any(isinstance(d, ast.Call) and isinstance(d.func, ast.Name) and d.func.id == "connect"
@@ -76,8 +79,10 @@ def test_the_source_check_finds_an_unguarded_slot():
         "@connect(sender=gui)\n"
         "@guarded\n"
         "def on_close(sender): pass\n"
+        "connect(self.on_select, event='select')\n"
+        "connect(guarded(self.on_cluster), event='cluster')\n"
     )
-    assert sorted(int(line.split(":")[0]) for line in unguarded_connections(source)) == [1, 2, 3, 4, 6, 8]
+    assert sorted(int(line.split(":")[0]) for line in unguarded_connections(source)) == [1, 2, 3, 4, 6, 8, 13]
 
 
 @pytest.fixture
@@ -168,3 +173,18 @@ def test_a_failing_slot_leaves_phy_working_and_saving(ks_dataset_copy, open_phy,
     groups = (ks_dataset_copy / "cluster_group.tsv").read_text(encoding="utf-8").splitlines()
     assert f"{merged}\tgood" in groups
     assert watched["excepthook"] == watched["qt"] == []
+
+
+def test_a_guarded_slot_gets_only_the_arguments_it_takes(qapp):
+    """Qt's clicked(bool) passes ``checked``; PyQt drops what a slot does not take, and so must the guard (else
+    every `lambda:` slot would fail: the dock's Copy, Reset and List buttons did)."""
+    from qtpy.QtWidgets import QPushButton
+
+    from phy_bcreason.gui.guard import guarded
+
+    seen = []
+    button = QPushButton()
+    button.clicked.connect(guarded(lambda: seen.append("no argument"), what="a button"))
+    button.clicked.connect(guarded(lambda checked: seen.append(checked), what="a button"))
+    button.click()
+    assert seen == ["no argument", False]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import inspect
 import logging
 import threading
 import time
@@ -41,12 +42,13 @@ def guarded(func=None, *, what: str | None = None, default=None):
     if func is None:
         return functools.partial(guarded, what=what, default=default)
     name = what or getattr(func, "__name__", None) or repr(func)
+    accepted = _positional(func)
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         start = time.perf_counter()
         try:
-            return func(*args, **kwargs)
+            return func(*args[:accepted], **kwargs)
         except Exception as exc:
             _report(name, exc)
             return default
@@ -55,6 +57,18 @@ def guarded(func=None, *, what: str | None = None, default=None):
 
     wrapper.guarded = True
     return wrapper
+
+
+def _positional(func) -> int | None:
+    """How many positional arguments ``func`` takes (None: any number). Qt's signals pass theirs (``clicked``
+    passes ``checked``) and PyQt drops those a slot does not take: the guard must do the same."""
+    try:
+        parameters = inspect.signature(func).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind == p.VAR_POSITIONAL for p in parameters):
+        return None
+    return sum(p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in parameters)
 
 
 def _report(name: str, exc: Exception) -> None:
