@@ -77,7 +77,9 @@ if mode != "noplugin":
     import phy_bcreason.gui.guard as bc_guard
     bc_guard.GUI_THREAD_TIMES = plugin_times = []  # all of them (the guard's deque keeps the last 10,000)
     asked = []  # what the child was asked for: (cluster id, seconds, drawn: False for a measurement only)
-    evidence = bc_plugin.MetricsProcess.evidence
+    from phy_bcreason.gui.worker import Pictures
+    from phy_bcreason.live.metrics import MetricsProcess
+    evidence = MetricsProcess.evidence
 
     def timed_evidence(self, cluster_id, *args, **kwargs):
         t0 = time.perf_counter()
@@ -86,8 +88,8 @@ if mode != "noplugin":
         finally:
             asked.append((int(cluster_id), time.perf_counter() - t0, kwargs.get("draw", True)))
 
-    bc_plugin.MetricsProcess.evidence = timed_evidence
-    import phy_bcreason.gui.dock as why_view
+    MetricsProcess.evidence = timed_evidence
+    from phy_bcreason.gui.panels import EvidencePanel
     gui_calls = {"request": [], "show_picture": []}  # the picture's own work on the GUI thread, seconds
 
     def timed(cls, name, into):
@@ -101,8 +103,8 @@ if mode != "noplugin":
                 into.append(time.perf_counter() - t0)
         setattr(cls, name, run)
 
-    timed(bc_plugin.Pictures, "request", gui_calls["request"])
-    timed(why_view.EvidencePanel, "show_picture", gui_calls["show_picture"])
+    timed(Pictures, "request", gui_calls["request"])
+    timed(EvidencePanel, "show_picture", gui_calls["show_picture"])
 
 
 def rss(pid="self", field="VmRSS"):

@@ -1,4 +1,5 @@
-"""Register (or remove) the phy-bcreason plugin in Phy's user configuration.
+"""Register (or remove) the phy-bcreason plugin in Phy's user configuration: one job, in one module (it is also
+run alone, with the standard library only, by ``install_plugin.py`` from a checkout).
 
 Usage::
 

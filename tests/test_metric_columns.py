@@ -104,7 +104,7 @@ def test_split_halves_show_live_values_and_matlab_named_columns_follow(ks_datase
 def test_columns_are_sized_without_measuring_every_cell(ks_dataset_copy, open_phy):
     from qtpy.QtWidgets import QHeaderView
 
-    from phy_bcreason.plugin import REASON_CHARS
+    from phy_bcreason.gui.tables import REASON_CHARS
 
     controller, gui = open_phy(ks_dataset_copy)
     for table in (controller.supervisor.cluster_view, controller.supervisor.similarity_view):
@@ -134,7 +134,7 @@ def test_a_reason_too_long_for_its_column_is_elided_and_in_the_tooltip(ks_datase
     from qtpy.QtGui import QHelpEvent
     from qtpy.QtWidgets import QToolTip
 
-    from phy_bcreason.plugin import update_rows
+    from phy_bcreason.gui.tables import update_rows
 
     controller, gui = open_phy(ks_dataset_copy)
     view = controller.supervisor.cluster_view

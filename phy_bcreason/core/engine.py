@@ -1,7 +1,8 @@
 """Rule table x metrics table -> Bombcell labels, the decisive comparisons, margins and reason text.
 
 One vectorised pass over all units (numpy; no Qt, no I/O). Labels, reasons, the Phy columns, the why? dock,
-the CLI and what-if edits all read the `Explanation` this returns.
+the CLI and what-if edits all read the `Explanation` this returns. Longer than our other modules, it is one job:
+the evaluation and the `Explanation` it returns.
 """
 
 from __future__ import annotations

@@ -1,0 +1,78 @@
+"""The sentences the plugin shows about a session, without Qt: the status bar's line, a cluster's origin and
+why a cluster has no row."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from ..core.rules import MATLAB, PYTHON, SPIKEINTERFACE
+
+CLASSIFIER_NAMES = {PYTHON: "Python", MATLAB: "MATLAB", SPIKEINTERFACE: "SpikeInterface's"}
+# Why clusters made in Phy are not recomputed live for these classifiers (Python Bombcell's are).
+NOT_RECOMPUTED = {
+    MATLAB: "MATLAB Bombcell computes its metrics in MATLAB, so they are not recomputed here: re-run MATLAB "
+            "Bombcell on the curated folder to label it",
+    SPIKEINTERFACE: "SpikeInterface computed these metrics from its SortingAnalyzer, so they are not recomputed "
+                    "here: re-run bombcell.run_bombcell_qc on the curated sorting to label it",
+}
+
+
+def status_line(live) -> str:
+    if live.explanation is None:
+        return f"phy-bcreason: {live.error}"
+    if live.overrides:
+        return f"phy-bcreason: {live.whatif_line()}"
+    run_labels = live.explanation.labels[: len(live.results.cluster_ids)]  # Bombcell's own rows
+    counts = pd.Series(run_labels).replace("", "(empty)").value_counts()
+    summary = ", ".join(f"{n} {label}" for label, n in counts.items())
+    notes = live.notes()
+    more = f" ({len(notes)} note{'s' if len(notes) > 1 else ''}: see the why? dock)" if notes else ""
+    recomputed = f"; {len(live.live_spikes)} recomputed live" if live.live_spikes else ""
+    flagged = int(live.explanation.flagged.sum())
+    flags = f"; {flagged} flagged (bc_flag): the rules give another label than Bombcell's" if flagged else ""
+    who = CLASSIFIER_NAMES[live.explanation.classifier]
+    return f"phy-bcreason: {who} Bombcell labels from {live.explanation.source}: {summary}{recomputed}{flags}{more}"
+
+
+def live_status(live, cluster_ids) -> str:
+    """Status-bar line once clusters were recomputed live."""
+    cluster_ids = [int(c) for c in cluster_ids]
+    failed = [c for c in cluster_ids if c in live.failed]
+    if failed:
+        return f"phy-bcreason: could not recompute cluster {', '.join(map(str, failed))} live: " \
+               f"{live.failed[failed[0]]}"
+    shown = [f"{c} {live.column_values(c)['bc_label'] or '(empty)'}" for c in cluster_ids[:5]]
+    more = ", ..." if len(cluster_ids) > 5 else ""
+    return f"phy-bcreason: recomputed live from Bombcell's metrics: cluster {', '.join(shown)}{more}"
+
+
+def source_line(live, cluster_id: int) -> str | None:
+    """For a cluster recomputed live: what was computed, from what, and what was not."""
+    cluster_id = int(cluster_id)
+    if cluster_id not in live.live_spikes or live.live_info is None:
+        return None
+    parents = live.origins.get(cluster_id)
+    made = f"made in Phy from cluster(s) {', '.join(map(str, parents))}" if parents else \
+        "not in Bombcell's run"
+    parts = [f"Recomputed live: {made}; Bombcell's metric functions on its {live.live_spikes[cluster_id]:,.0f} "
+             "spikes and the mean of its Kilosort templates, as Bombcell does for a curated folder."]
+    parts += [f"{caveat[0].upper()}{caveat[1:]}." for caveat in live.live_info.caveats()]
+    return " ".join(parts)
+
+
+def why_no_row(live, cluster_id: int) -> str:
+    if live.explanation is None:
+        return f"no Bombcell results: {live.error}"
+    cluster_id = int(cluster_id)
+    parents = live.origins.get(cluster_id)
+    origin = f"new in this session, from cluster(s) {', '.join(map(str, parents))}" if parents else \
+        "not in Bombcell's run"
+    if cluster_id in live.pending:
+        return f"computing Bombcell's metrics from {live.pending[cluster_id]:,} spikes…"
+    if cluster_id in live.failed:
+        return f"no Bombcell row ({origin}); could not recompute live: {live.failed[cluster_id]}"
+    if parents and live.results is not None and live.results.classifier in NOT_RECOMPUTED:
+        return f"no Bombcell row: {origin}; {NOT_RECOMPUTED[live.results.classifier]}"
+    if parents:
+        return f"no Bombcell row: {origin}; Bombcell did not label it"
+    return "no Bombcell row for this cluster id"

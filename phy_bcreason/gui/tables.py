@@ -1,0 +1,183 @@
+"""Phy's cluster and similarity tables with the plugin's columns: patched in place after merges and splits, and
+sized from their text, not by Qt measuring every cell (Phy's own refit takes seconds on thousands of clusters)."""
+
+from __future__ import annotations
+
+import logging
+
+from qtpy.QtCore import QEvent, QObject
+from qtpy.QtWidgets import QHeaderView, QToolTip
+
+from .guard import guarded
+
+logger = logging.getLogger("phy")
+REASON_CHARS = 70  # the reason column's width at most, in average characters; longer reasons are elided
+
+
+def update_rows(table, rows: list[dict]) -> None:
+    """Patch rows of a Phy table (cluster or similarity view) in place.
+
+    Phy's public `Table.change()` refits the height of every row and the width of every column, seconds on
+    thousands of clusters, for each call. Here the changed cells are patched; the plugin's columns are widened
+    directly if a new value needs it (`TableSizing`: Qt never measures them cell by cell); Qt is told which
+    cells changed only when that can move rows (the table is sorted or filtered by a changed column), so that
+    its sort/filter proxy moves just those; otherwise the table is just repainted. Falls back to `change()` if
+    Phy's table is built otherwise.
+    """
+    model = getattr(table, "_model", None)
+    rows_by_id = getattr(model, "_rows_by_id", None)
+    if not rows or rows_by_id is None or not hasattr(model, "dataChanged"):
+        return table.change(rows)
+    names = [name for name in rows[0] if name in table.columns and name != "id"]
+    if not names:
+        return
+    patched = [(rows_by_id[patch["id"]], patch) for patch in rows if patch["id"] in rows_by_id]
+    for row, patch in patched:
+        row.update(patch)
+    sizing = getattr(table, "_bcreason_sizing", None)
+    if sizing is not None:
+        sizing.grow([patch for _, patch in patched])
+    if not _needs_layout(table, names, [patch for _, patch in patched], sizing is None):
+        table.table_view.viewport().update()
+        return
+    positions = {id(row): i for i, row in enumerate(model._rows)} if len(patched) > 1 else None
+    columns = [table.columns.index(name) for name in names]
+    for row, _ in patched:
+        i = positions[id(row)] if positions is not None else model._rows.index(row)
+        model.dataChanged.emit(model.index(i, min(columns)), model.index(i, max(columns)))
+
+
+def _needs_layout(table, names: list[str], patches: list[dict], check_widths: bool = True) -> bool:
+    """Whether changed values can move rows (sort, filter) or (tables Qt sizes) need a wider column."""
+    sort = getattr(table, "_current_sort", None)
+    if getattr(table, "_filter_is_active", True) or (sort and sort[0] in names):
+        return True
+    if not check_widths:
+        return False
+    view = table.table_view
+    metrics = view.fontMetrics()
+    for name in names:
+        width = view.columnWidth(table.columns.index(name)) - 12  # the cell's padding
+        if any(metrics.horizontalAdvance(_cell_text(patch[name])) > width for patch in patches):
+            return True
+    return False
+
+
+def _cell_text(value) -> str:
+    if value is None:
+        return ""
+    return f"{value:.6g}" if isinstance(value, float) else str(value)  # as Qt shows a double
+
+
+class TableSizing(QObject):
+    """Column widths and row heights of a Phy table that Qt does not measure cell by cell.
+
+    Phy sets every column of its tables to fit its contents and, after every merge, split, sort or filter,
+    asks Qt to refit every column and every row (`Table._fit_columns`): Qt then asks the model for the size
+    of every cell, about 2 million Python calls at start-up on 600 clusters, and again on each change. Our
+    columns (the five bc_ columns and Bombcell's metric columns) get widths computed here from their text,
+    once per new row (the reason column at most ``capped`` characters wide, elided, its full text in a tooltip), and
+    the user may drag them wider. Rows get one fixed height, that of the first row as Qt measures it: Phy's
+    rows are single lines, all of the same height. Phy's own columns are still fitted by Qt as before.
+    """
+
+    def __init__(self, table, ours, capped: dict[str, int]):
+        super().__init__(table)
+        self.table, self.ours, self.capped = table, set(ours), dict(capped)
+        self.widths: dict[str, int] = {}
+        self.measured: set = set()  # row ids whose text was measured
+        self.padding: int | None = None
+        self.row_height: int | None = None
+        table._fit_columns = self.fit
+        table._bcreason_sizing = self
+        # before Phy fills the table: a model reset with sections resizing to their contents measures every cell
+        table.table_view.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
+        table.table_view.viewport().installEventFilter(self)
+
+    def _metrics(self):
+        return self.table.table_view.fontMetrics()
+
+    def _advance(self, text: str) -> int:
+        return self._metrics().horizontalAdvance(text)
+
+    def _calibrate(self, rows) -> None:
+        """The cell padding Qt adds to the text width (Phy's style sheet), from one short column of ours."""
+        view, columns = self.table.table_view, self.table.columns
+        name = next((n for n in ("bc_nFailed", "bc_label", "bc_source") if n in columns), None)
+        if name is None or not rows:
+            return
+        index = columns.index(name)
+        widest = max(self._advance(_cell_text(row.get(name))) for row in rows)
+        self.padding = max(0, view.sizeHintForColumn(index) - widest)
+
+    def fit(self) -> None:
+        table, view = self.table, self.table.table_view
+        header = view.horizontalHeader()
+        rows = table._model._rows
+        if self.padding is None:
+            self._calibrate(rows)
+        self.grow([row for row in rows if row.get("id") not in self.measured], apply=False)
+        self.measured.update(row.get("id") for row in rows)
+        # Sections that resize to their contents make Qt measure every row of every such column whenever any
+        # section or the layout changes: sizes are set here instead, at the moments Phy refits its tables.
+        if header.sectionResizeMode(0) != QHeaderView.Interactive:
+            header.setSectionResizeMode(QHeaderView.Interactive)
+        for index, name in enumerate(table.columns):
+            if name in self.ours:
+                width = max(self.widths.get(name, 0), header.sectionSizeHint(index))
+                if view.columnWidth(index) < width:
+                    view.setColumnWidth(index, width)
+            else:
+                view.resizeColumnToContents(index)  # what Phy's refit does for its own columns
+        if rows and self.row_height is None:
+            vertical = view.verticalHeader()
+            self.row_height = max(view.sizeHintForRow(0), 1)
+            vertical.setMinimumSectionSize(1)
+            vertical.setDefaultSectionSize(self.row_height)
+            vertical.setSectionResizeMode(QHeaderView.Fixed)
+
+    def grow(self, rows, apply: bool = True) -> None:
+        """Widen our columns for the text of these rows (or row patches)."""
+        padding = self.padding if self.padding is not None else 12
+        changed = set()
+        for name in self.ours:
+            texts = {_cell_text(row[name]) for row in rows if name in row}
+            if not texts:
+                continue
+            width = max(self._advance(text) for text in texts) + padding
+            if name in self.capped:  # in average characters of the table's font, as styled by Phy
+                width = min(width, self.capped[name] * self._metrics().averageCharWidth() + padding)
+            if width > self.widths.get(name, 0):
+                self.widths[name] = width
+                changed.add(name)
+        if apply and changed:
+            view = self.table.table_view
+            for name in changed & set(self.table.columns):
+                index = self.table.columns.index(name)
+                if view.columnWidth(index) < self.widths[name]:
+                    view.setColumnWidth(index, self.widths[name])
+
+    @guarded(default=False)
+    def eventFilter(self, obj, event):
+        """Tooltip: the full text of one of our cells that does not fit its column."""
+        if event.type() != QEvent.ToolTip:
+            return False
+        view = self.table.table_view
+        index = view.indexAt(event.pos())
+        if not index.isValid() or self.table.columns[index.column()] not in self.ours:
+            return False
+        text = _cell_text(index.data())
+        if text and self._advance(text) + (self.padding or 12) > view.columnWidth(index.column()):
+            QToolTip.showText(event.globalPos(), text, view)
+        else:
+            QToolTip.hideText()
+        return True
+
+
+def install_sizing(view, ours) -> None:
+    if getattr(view, "_bcreason_sizing", None) is not None or not hasattr(view, "table_view"):
+        return
+    try:
+        TableSizing(view, ours, {"bc_classificationReason": REASON_CHARS})
+    except Exception as exc:  # Phy's table built otherwise: it sizes itself as before
+        logger.warning("phy-bcreason: column sizing not installed: %s: %s", type(exc).__name__, exc)
