@@ -16,7 +16,8 @@ from .core.engine import STATUS_NAMES, Explanation
 from .core.judge import explain
 from .core.rules import MATLAB, PYTHON
 from .io.bombcell import BombcellResultsError, find_bombcell_dir, load_results
-from .live.metrics import LiveMetricsError, with_live_rows
+from .live.metrics import with_live_rows
+from .live.recording import LiveMetricsError
 from .quiet import bombcell_output_to_log
 from .tuning.whatif import WhatIfError, describe_overrides, editable, label_changes, parse_settings
 
@@ -237,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_figure_for(results, explanation, ks_dir, cluster_ids: list[int], path: Path) -> Path:
-    from .live.evidence import EvidenceError, write_figure
+    from .live.pictures import EvidenceError, write_figure
 
     if len(cluster_ids) != 1:
         raise UsageError("--figure draws one cluster: give exactly one --cluster")

@@ -23,7 +23,9 @@ from .gui.dock import BombcellWhyView
 from .gui.guard import guarded, show_failures_in
 from .gui.session import COLUMNS, REPLACED_METADATA, LiveReasons
 from .io.parquet import keep_pyarrow_out
-from .live.metrics import MATLAB_TSV_NAMES, NOT_METRICS, LiveMetricsError, MetricsProcess
+from .live.metrics import MATLAB_TSV_NAMES, NOT_METRICS
+from .live.process import MetricsProcess
+from .live.recording import LiveMetricsError
 from .tuning.concordance import PHY_GROUPS
 
 logger = logging.getLogger("phy")

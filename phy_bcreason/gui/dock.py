@@ -40,7 +40,7 @@ from ..core.rules import (
     SWITCHES,
     switches_for,
 )
-from ..live.evidence import no_pictures
+from ..live.pictures import no_pictures
 from ..tuning.whatif import WhatIfError, editable, parse_value, population, same_value
 from .guard import guarded
 from .session import LiveReasons

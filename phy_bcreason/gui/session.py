@@ -16,7 +16,9 @@ from ..core.engine import Explanation
 from ..core.judge import apply_judgement, explain
 from ..core.rules import MATLAB, PYTHON, SPIKEINTERFACE
 from ..io.bombcell import BombcellResults, BombcellResultsError, find_bombcell_dir, load_results
-from ..live.metrics import LiveInfo, LiveMetricsError, MetricsProcess, append_rows
+from ..live.metrics import append_rows
+from ..live.process import MetricsProcess
+from ..live.recording import LiveInfo, LiveMetricsError
 from ..tuning.whatif import describe_overrides, label_changes, same_value, save_parameters
 
 logger = logging.getLogger("phy_bcreason")
