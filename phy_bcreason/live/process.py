@@ -42,7 +42,7 @@ class MetricsProcess:
 
     def __init__(self, ks_dir: str | Path, bombcell_dir: str | Path, results: BombcellResults | None = None,
                  nice: int = 0):
-        package_parent = str(Path(__file__).resolve().parents[1])
+        package_parent = str(Path(__file__).resolve().parents[2])  # the folder phy_bcreason/ is in
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent,
                                                                            os.environ.get("PYTHONPATH")])),
                "MPLBACKEND": "Agg"}
