@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -715,8 +714,3 @@ def methods_for_folder(ks_dir: Path, bombcell_dir: Path | None = None) -> str:
     else:
         results = load_results(find_bombcell_dir(folder, bombcell_dir), ks_dir=folder)
     return methods_paragraph(explain(results))
-
-
-def print_progress_stream():
-    """stderr when it is a terminal (the progress bar), else None."""
-    return sys.stderr if sys.stderr.isatty() else None
