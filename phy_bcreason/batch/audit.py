@@ -14,7 +14,6 @@ the data folders: `write_audit` writes into the output folder only.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -36,7 +35,7 @@ from ..io.bombcell import (
     holds_results,
     load_results,
 )
-from ..io.parquet import read_tables
+from ..io.params import CompareError, _is_param_file, _one_line, read_param_file
 
 NEAR = 0.1  # "near a threshold": the comparison nearest to changing the label is within 10% of its threshold
 KILOSORT_FILES = ("params.py", "spike_clusters.npy", "spike_templates.npy")
@@ -130,13 +129,6 @@ class FolderAudit:
     @property
     def ok(self) -> bool:
         return self.explanation is not None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    if isinstance(exc, BombcellResultsError | CompareError) and text:
-        return text[0]
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def audit_folder(target: Target, live: bool = False, check: bool = True) -> FolderAudit:
@@ -359,32 +351,6 @@ def summary_lines(audit: Audit) -> list[str]:
 
 
 # -- compare two runs -----------------------------------------------------------------------------------------
-
-class CompareError(Exception):
-    """A run that cannot be compared; one line."""
-
-
-def _is_param_file(path: Path) -> bool:
-    return path.is_file() and path.suffix in (".parquet", ".json", ".csv")
-
-
-def read_param_file(path: Path) -> dict:
-    """A parameter file: Bombcell's one-row parameter parquet (or the dock's `Save…` what-if copy), its CSV, or
-    SpikeInterface's thresholds JSON (flattened to the rule table's names)."""
-    try:
-        if path.suffix == ".json":
-            from ..core.rules import flatten_thresholds
-
-            return flatten_thresholds(json.loads(path.read_text(encoding="utf-8")))
-        table = read_tables([path])[0] if path.suffix == ".parquet" else pd.read_csv(path)
-    except Exception as exc:
-        table = _one_line(exc)
-    if isinstance(table, str):
-        raise CompareError(f"{path}: cannot read as a parameter file ({table})")
-    if len(table) != 1:
-        raise CompareError(f"{path}: a parameter file has one row, this one has {len(table)}")
-    return table.iloc[0].to_dict()
-
 
 def open_run(path: Path, ks_dir: Path | None = None):
     """(results, label) for a results folder or a Kilosort folder."""

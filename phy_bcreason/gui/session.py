@@ -283,8 +283,8 @@ class LiveReasons:
     def overrides_from(self, path: str | Path) -> dict:
         """Another run's parameters (its parameter parquet or CSV, the dock's Save… output, SpikeInterface's
         thresholds JSON) as what-if edits: the thresholds and switches the rules read that differ from this run's."""
-        from ..batch.audit import read_param_file
         from ..core.backfill import repair_parameters
+        from ..io.params import read_param_file
         from ..tuning.whatif import editable
 
         thresholds, switches = editable(self.results)
