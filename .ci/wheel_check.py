@@ -88,6 +88,7 @@ def check_archives(dist: Path, version: str) -> tuple[Path, Path]:
     wheel, sdist = wheels[0], sdists[0]
     expected = expected_package_files()
     must = {f"{PACKAGE}/install.py", f"{PACKAGE}/py.typed", f"{PACKAGE}/demo_data/params.py",
+            f"{PACKAGE}/live/child.py",  # the live-metrics process runs it: python -m phy_bcreason.live.child
             f"{PACKAGE}/demo_data/bombcell/templates._bc_qMetrics.parquet",
             f"{PACKAGE}/demo_data/bombcell/_bc_parameters._bc_qMetrics.parquet"}
     assert must <= expected, must - expected

@@ -64,7 +64,8 @@ def main(argv=None) -> int:
     parser.add_argument("--no-dask", action="store_true")
     args = parser.parse_args(argv)
 
-    from phy_bcreason.batch.audit import discover, run_audit, write_audit
+    from phy_bcreason.batch.audit import discover, run_audit
+    from phy_bcreason.batch.report import write_audit
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -78,7 +78,7 @@ if mode != "noplugin":
     bc_guard.GUI_THREAD_TIMES = plugin_times = []  # all of them (the guard's deque keeps the last 10,000)
     asked = []  # what the child was asked for: (cluster id, seconds, drawn: False for a measurement only)
     from phy_bcreason.gui.worker import Pictures
-    from phy_bcreason.live.metrics import MetricsProcess
+    from phy_bcreason.live.process import MetricsProcess
     evidence = MetricsProcess.evidence
 
     def timed_evidence(self, cluster_id, *args, **kwargs):

@@ -16,7 +16,8 @@ from .core.engine import STATUS_NAMES, Explanation
 from .core.judge import explain
 from .core.rules import MATLAB, PYTHON
 from .io.bombcell import BombcellResultsError, find_bombcell_dir, load_results
-from .live.metrics import LiveMetricsError, with_live_rows
+from .live.metrics import with_live_rows
+from .live.recording import LiveMetricsError
 from .quiet import bombcell_output_to_log
 from .tuning.whatif import WhatIfError, describe_overrides, editable, label_changes, parse_settings
 
@@ -237,7 +238,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_figure_for(results, explanation, ks_dir, cluster_ids: list[int], path: Path) -> Path:
-    from .live.evidence import EvidenceError, write_figure
+    from .live.pictures import EvidenceError, write_figure
 
     if len(cluster_ids) != 1:
         raise UsageError("--figure draws one cluster: give exactly one --cluster")
@@ -258,7 +259,7 @@ AUDIT_COMMANDS = ("audit", "compare", "methods")
 
 
 def add_audit_parsers(sub) -> None:
-    """`audit`, `compare` and `methods` (phy_bcreason.audit)."""
+    """`audit`, `compare` and `methods` (phy_bcreason.batch)."""
     p = sub.add_parser("audit", help="explain every Bombcell run under one or more folders: tables and an HTML report")
     p.add_argument("roots", type=Path, nargs="+", metavar="ROOT", help="folders to search, at any depth")
     p.add_argument("--out", type=Path, default=Path("phy-bcreason-audit"),
@@ -285,14 +286,14 @@ def add_audit_parsers(sub) -> None:
 
 
 def run_audit_command(args: argparse.Namespace) -> int:
-    from .batch import audit
+    from .batch import audit, compare, methods, report
 
     try:
         if args.command == "methods":
-            print(audit.methods_for_folder(args.ks_dir, args.bombcell_dir))
+            print(methods.methods_for_folder(args.ks_dir, args.bombcell_dir))
             return 0
         if args.command == "compare":
-            comparison = audit.compare_runs(args.run_a, args.run_b)
+            comparison = compare.compare_runs(args.run_a, args.run_b)
             if args.html:
                 from .batch.report import comparison_html, page
 
@@ -320,13 +321,13 @@ def run_audit_command(args: argparse.Namespace) -> int:
         finally:
             if args.dask_scheduler:
                 client.close()
-        comparisons = [audit.compare_runs(a, b) for a, b in args.compare]
-        written = audit.write_audit(result, args.out, report=not args.no_report, comparisons=comparisons)
+        comparisons = [compare.compare_runs(a, b) for a, b in args.compare]
+        written = report.write_audit(result, args.out, report=not args.no_report, comparisons=comparisons)
         print("\n".join(audit.summary_lines(result)))
         for path in written:
             print(f"wrote {path}")
         return 0
-    except (audit.AuditError, audit.CompareError) as exc:
+    except (audit.AuditError, compare.CompareError) as exc:
         raise UsageError(str(exc)) from None
 
 

@@ -21,7 +21,8 @@ import pytest
 
 from phy_bcreason import explain_folder
 from phy_bcreason.api import bombcell_labels
-from phy_bcreason.batch.audit import discover, methods_paragraph, rule_names, run_audit
+from phy_bcreason.batch.audit import discover, rule_names, run_audit
+from phy_bcreason.batch.methods import methods_paragraph
 from phy_bcreason.core.engine import DECISIVE
 from phy_bcreason.io.bombcell import METRICS_FILE, PARAMS_FILE, load_results
 from phy_bcreason.tuning.whatif import save_parameters

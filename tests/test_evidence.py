@@ -20,8 +20,10 @@ from scipy.stats import norm, poisson
 from phy_bcreason import explain_folder
 from phy_bcreason.cli import main as cli_main
 from phy_bcreason.io.bombcell import load_results
-from phy_bcreason.live.evidence import PANEL_METRICS, disagreements, figure, measure, panels, summary
-from phy_bcreason.live.metrics import Recording, import_bombcell_functions, spike_clusters_of
+from phy_bcreason.live.evidence import PANEL_METRICS
+from phy_bcreason.live.metrics import import_bombcell_functions
+from phy_bcreason.live.pictures import disagreements, figure, measure, panels, summary
+from phy_bcreason.live.recording import Recording, spike_clusters_of
 
 # Bombcell runs besides the default: drift and distance metrics, the linear spatial-decay fit, and time chunks
 # with Hill's refractory estimate (the names and overrides of test_bombcell_agreement's runs are shared).
@@ -300,7 +302,7 @@ def test_no_pictures_for_matlab_results(capsys, tmp_path, open_phy):
 
 def test_in_phy_a_picture_that_fails_says_so(ks_dataset_copy, open_phy, monkeypatch):
     """The child's failure (here: a crash in the request) is one line in the panel; the rules stay."""
-    from phy_bcreason.live.metrics import MetricsProcess
+    from phy_bcreason.live.process import MetricsProcess
 
     def broken(*args, **kwargs):
         raise RuntimeError("simulated")

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from phy_bcreason.live.metrics import LiveMetricsError, WindowedArray
+from phy_bcreason.live.recording import LiveMetricsError, WindowedArray
 
 
 @pytest.mark.parametrize("shape, flat", [((10_001,), False), ((10_001, 1), True), ((10_001, 3, 4), False)])

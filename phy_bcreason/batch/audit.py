@@ -1,6 +1,6 @@
-"""Audit many Kilosort folders at once, compare two Bombcell runs, write a methods paragraph.
+"""Audit many Kilosort folders at once: find every Bombcell run under some folders (`discover`), explain each.
 
-    >>> from phy_bcreason.audit import discover, run_audit
+    >>> from phy_bcreason.batch.audit import discover, run_audit
     >>> audit = run_audit(discover(["/data/session1"]), jobs=2)
     >>> audit.units      # one row per unit of every folder (folder, run, cluster_id, label, reason, decisive...)
     >>> audit.rules      # one row per unit and rule (the per-folder `Explanation.long_table()`)
@@ -9,17 +9,14 @@
 Every folder is explained by the same engine as `explain_folder` (`api.explain`, with the run's own classifier
 judging), in parallel over folders with joblib (``jobs``; ``backend="dask"`` runs the same jobs on a Dask
 cluster). A folder that cannot be read is one row with its error and the audit goes on. Nothing is written into
-the data folders: `write_audit` writes into the output folder only.
+the data folders: `report.write_audit` writes into the output folder only. Comparing two runs is `compare.py`,
+the methods paragraph `methods.py`.
 """
 
 from __future__ import annotations
 
-import json
-import math
 import os
-import sys
 import time
-from collections import Counter
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -28,8 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.engine import DECISIVE, EMPTY_LABEL, Explanation
-from ..core.judge import explain, installed_bombcell_version
-from ..core.rules import CLASSIFIER_TITLES, MUA, NOISE, NONSOMATIC, PYTHON
+from ..core.judge import explain
 from ..io.bombcell import (
     CONVENTIONAL_DIRS,
     BombcellResultsError,
@@ -37,12 +33,11 @@ from ..io.bombcell import (
     holds_results,
     load_results,
 )
-from ..io.parquet import read_tables
+from ..io.params import _one_line
 
 NEAR = 0.1  # "near a threshold": the comparison nearest to changing the label is within 10% of its threshold
 KILOSORT_FILES = ("params.py", "spike_clusters.npy", "spike_templates.npy")
 SKIPPED_DIRS = (".phy", "__pycache__")
-UNITS_FILE, RULES_FILE, FOLDERS_FILE, REPORT_FILE = "units.tsv", "rules.tsv", "folders.tsv", "report.html"
 OK, UNREADABLE = "ok", "unreadable"
 
 
@@ -131,13 +126,6 @@ class FolderAudit:
     @property
     def ok(self) -> bool:
         return self.explanation is not None
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    if isinstance(exc, BombcellResultsError | CompareError) and text:
-        return text[0]
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def audit_folder(target: Target, live: bool = False, check: bool = True) -> FolderAudit:
@@ -311,22 +299,6 @@ def check_outside(out: Path, targets: list[Target], roots=()) -> None:
                              "folders, choose an output folder outside them")
 
 
-def write_audit(audit: Audit, out: Path, report: bool = True, title: str = "Bombcell audit", comparisons=()
-                ) -> list[Path]:
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, table in ((UNITS_FILE, audit.units), (RULES_FILE, audit.rules), (FOLDERS_FILE, audit.folders)):
-        table.to_csv(out / name, sep="\t", index=False)
-        written.append(out / name)
-    if report:
-        from .report import audit_html
-
-        (out / REPORT_FILE).write_text(audit_html(audit, title=title, comparisons=comparisons), encoding="utf-8")
-        written.append(out / REPORT_FILE)
-    return written
-
-
 def summary_lines(audit: Audit) -> list[str]:
     """The terminal's table: one line per folder (units per label, near a threshold, the top decisive rule),
     one line per unreadable folder."""
@@ -357,366 +329,3 @@ def summary_lines(audit: Audit) -> list[str]:
                  f"{len(audit.failed)} unreadable, in {audit.seconds:.1f} s ({rate:.1f} runs/s, "
                  f"{audit.jobs} job{'s' if audit.jobs != 1 else ''}, {audit.backend})")
     return lines
-
-
-# -- compare two runs -----------------------------------------------------------------------------------------
-
-class CompareError(Exception):
-    """A run that cannot be compared; one line."""
-
-
-def _is_param_file(path: Path) -> bool:
-    return path.is_file() and path.suffix in (".parquet", ".json", ".csv")
-
-
-def read_param_file(path: Path) -> dict:
-    """A parameter file: Bombcell's one-row parameter parquet (or the dock's `Save…` what-if copy), its CSV, or
-    SpikeInterface's thresholds JSON (flattened to the rule table's names)."""
-    try:
-        if path.suffix == ".json":
-            from ..core.rules import flatten_thresholds
-
-            return flatten_thresholds(json.loads(path.read_text(encoding="utf-8")))
-        table = read_tables([path])[0] if path.suffix == ".parquet" else pd.read_csv(path)
-    except Exception as exc:
-        table = _one_line(exc)
-    if isinstance(table, str):
-        raise CompareError(f"{path}: cannot read as a parameter file ({table})")
-    if len(table) != 1:
-        raise CompareError(f"{path}: a parameter file has one row, this one has {len(table)}")
-    return table.iloc[0].to_dict()
-
-
-def open_run(path: Path, ks_dir: Path | None = None):
-    """(results, label) for a results folder or a Kilosort folder."""
-    path = Path(path)
-    if not path.exists():
-        raise CompareError(f"{path}: not found")
-    if path.is_dir() and holds_results(path):
-        results_dir = path
-        ks = ks_dir or kilosort_dir_of(path)
-    else:
-        results_dir = find_bombcell_dir(path)
-        ks = path
-    return load_results(results_dir, ks_dir=ks)
-
-
-def _plain(value):
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, np.ndarray):
-        value = value.tolist()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None if math.isnan(value) else str(value)
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _same(a, b) -> bool:
-    a, b = _plain(a), _plain(b)
-    if isinstance(a, bool) or isinstance(b, bool):
-        try:
-            return bool(a) == bool(b) and a is not None and b is not None or a is None and b is None
-        except (TypeError, ValueError):
-            return False
-    if isinstance(a, (int, float)) and isinstance(b, (int, float)):
-        return a == b or abs(a - b) <= 1e-12 * max(abs(a), abs(b))
-    return a == b
-
-
-def differing_parameters(a: dict, b: dict, read: set[str]) -> list[dict]:
-    """Parameters whose values differ (missing on one side included), rule-read ones first."""
-    rows = []
-    for name in dict.fromkeys([*a, *b]):
-        if not _same(a.get(name), b.get(name)):
-            rows.append({"name": name, "a": _plain(a.get(name)), "b": _plain(b.get(name)),
-                         "read_by_rules": name in read})
-    return sorted(rows, key=lambda r: not r["read_by_rules"])
-
-
-@dataclass
-class Comparison:
-    a: str
-    b: str
-    classifier: str
-    parameters: list[dict]
-    changes: list[dict]
-    only_in_a: list[int]
-    only_in_b: list[int]
-    notes: list[str]
-
-    def summary(self) -> str:
-        moves = Counter((c["from"] or "(empty)", c["to"] or "(empty)") for c in self.changes)
-        return ", ".join(f"{n} {old} -> {new}" for (old, new), n in moves.most_common()) or "no label changes"
-
-    def to_dict(self) -> dict:
-        return {"a": self.a, "b": self.b, "classifier": self.classifier, "summary": self.summary(),
-                "parameters": self.parameters, "changes": self.changes, "only_in_a": self.only_in_a,
-                "only_in_b": self.only_in_b, "notes": self.notes}
-
-    def text(self) -> str:
-        lines = [f"A: {self.a}", f"B: {self.b}", f"classifier: {self.classifier}", "",
-                 "Parameters that differ (A -> B):"]
-        for p in self.parameters:
-            mark = "" if p["read_by_rules"] else "   (not read by the rules)"
-            lines.append(f"  {p['name']}: {_show(p['a'])} -> {_show(p['b'])}{mark}")
-        if not self.parameters:
-            lines.append("  none")
-        lines += ["", f"Units whose label changed: {len(self.changes)} ({self.summary()})"]
-        for c in self.changes:
-            lines.append(f"  cluster {c['cluster_id']}: {c['from'] or '(empty)'} -> {c['to'] or '(empty)'}"
-                         f"  because {describe_causes(c)}")
-        if self.only_in_a or self.only_in_b:
-            lines += ["", f"Only in A: {_ids(self.only_in_a)}", f"Only in B: {_ids(self.only_in_b)}"]
-        lines += [f"note: {note}" for note in self.notes]
-        return "\n".join(lines)
-
-
-def _ids(ids) -> str:
-    return ", ".join(map(str, ids)) or "none"
-
-
-def _show(value) -> str:
-    if value is None:
-        return "(unset)"
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    if isinstance(value, float):
-        return f"{value:g}"
-    return str(value)
-
-
-def _num(x) -> str:
-    return "NaN" if x is None else f"{x:.4g}"
-
-
-def describe_causes(change: dict) -> str:
-    parts = []
-    for r in change["rules"]:
-        a, b = r["a"], r["b"]
-        verb = "now fires" if b["fires"] else "no longer fires"
-        if r["op"] == "isnan":
-            parts.append(f"{r['rule']} {verb}")
-            continue
-        moved = []
-        if not _same(a["threshold"], b["threshold"]):
-            moved.append(f"{r['param']} {_num(a['threshold'])} -> {_num(b['threshold'])}")
-        if not _same(a["value"], b["value"]):
-            moved.append(f"{r['metric']} {_num(a['value'])} -> {_num(b['value'])}")
-        else:
-            moved.append(f"{r['metric']} {_num(b['value'])}")
-        parts.append(f"{r['rule']} {verb} ({', '.join(moved)})")
-    parts += [f"{s['name']} {_show(s['a'])} -> {_show(s['b'])}" for s in change["switches"]]
-    if change.get("judge"):
-        parts.append(change["judge"])
-    return "; ".join(parts) or "no rule's outcome changed"
-
-
-def _rule_state(e: Explanation, row: int, j: int) -> dict:
-    return {"value": _plain(float(e.values[row, j])), "threshold": _plain(float(e.thresholds[j])),
-            "fires": bool(e.holds[row, j]), "status": ["decisive", "also_failed", "pass", "exempt", "inactive",
-                                                       "missing", "threshold_missing"][e.status[row, j]]}
-
-
-def _judge(e: Explanation, cluster_id: int) -> str:
-    if e.mismatches is None:
-        return "a judge"
-    judges = e.mismatches.loc[e.mismatches["cluster_id"] == cluster_id, "judge"].tolist()
-    return " and ".join(judges) or "a judge"
-
-
-def compare_explanations(ea: Explanation, eb: Explanation, a: str, b: str, params_a: dict, params_b: dict,
-                         notes: list[str] | None = None) -> Comparison:
-    """Units whose label differs between two explanations of one sorting, and for each, the rules whose outcome
-    (fires or not) changed for it and that decide its label in either run; switches that changed the label's
-    combination where no rule did."""
-    from ..core.rules import SPLIT_SWITCHES, switches_for, thresholds_for
-
-    read = set(thresholds_for(ea.classifier, ea.rules)) | set(thresholds_for(eb.classifier, eb.rules)) \
-        | set(switches_for(ea.classifier, ea.rules)) | set(switches_for(eb.classifier, eb.rules))
-    parameters = differing_parameters(params_a, params_b, read)
-    rules_b = {(r.block, r.name): j for j, r in enumerate(eb.rules)}
-    common = [int(c) for c in ea.cluster_ids if int(c) in eb.rows]
-    changes = []
-    switched = [p for p in parameters if p["name"] in (SPLIT_SWITCHES.get(ea.classifier), SPLIT_SWITCHES.get(
-        eb.classifier)) or p["name"] in set(switches_for(ea.classifier, ea.rules))]
-    for cluster_id in common:
-        ra, rb = ea.rows[cluster_id], eb.rows[cluster_id]
-        if ea.labels[ra] == eb.labels[rb]:
-            continue
-        causes = []
-        for ja, rule in enumerate(ea.rules):
-            jb = rules_b.get((rule.block, rule.name))
-            if jb is None:
-                continue
-            if ea.holds[ra, ja] == eb.holds[rb, jb]:
-                continue
-            if ea.status[ra, ja] != DECISIVE and eb.status[rb, jb] != DECISIVE:
-                continue
-            causes.append({"rule": rule.name, "block": rule.block, "metric": rule.metric, "op": rule.op,
-                           "param": rule.param, "a": _rule_state(ea, ra, ja), "b": _rule_state(eb, rb, jb)})
-        change = {"cluster_id": cluster_id, "from": str(ea.labels[ra]), "to": str(eb.labels[rb]), "rules": causes,
-                  "switches": [] if causes else switched}
-        judges = [f"{side}'s label {e.labels[row]!r} is from {_judge(e, cluster_id)} (its rules give "
-                  f"{e.rule_labels[row]!r})" for side, e, row in (("A", ea, ra), ("B", eb, rb)) if e.flagged[row]]
-        if judges:
-            change["judge"] = "; ".join(judges)
-        changes.append(change)
-    only_a = sorted(set(map(int, ea.cluster_ids)) - set(map(int, eb.cluster_ids)))
-    only_b = sorted(set(map(int, eb.cluster_ids)) - set(map(int, ea.cluster_ids)))
-    classifier = ea.classified_by if ea.classifier == eb.classifier else \
-        f"A: {ea.classified_by}; B: {eb.classified_by}"
-    return Comparison(a, b, classifier, parameters, changes, only_a, only_b, list(notes or []))
-
-
-def check_one_sorting(results_a, results_b) -> None:
-    """Two runs of one sorting share cluster ids, and Bombcell counts the same spikes for most of them."""
-    common, in_a, in_b = np.intersect1d(results_a.cluster_ids, results_b.cluster_ids, return_indices=True)
-    if not len(common):
-        raise CompareError(f"{results_a.folder} and {results_b.folder}: no cluster id in common; not runs of one "
-                           "sorting")
-    if "nSpikes" in results_a.metrics.columns and "nSpikes" in results_b.metrics.columns:
-        a = pd.to_numeric(results_a.metrics["nSpikes"], errors="coerce").to_numpy(float)[in_a]
-        b = pd.to_numeric(results_b.metrics["nSpikes"], errors="coerce").to_numpy(float)[in_b]
-        differ = np.isfinite(a) & np.isfinite(b) & (a != b)
-        if 2 * differ.sum() > len(common):
-            i = int(np.flatnonzero(differ)[0])
-            raise CompareError(f"{results_a.folder} and {results_b.folder}: not runs of one sorting ({differ.sum()} "
-                               f"of {len(common)} clusters have another nSpikes, e.g. cluster {common[i]}: "
-                               f"{a[i]:g} and {b[i]:g})")
-
-
-def compare_runs(run_a: str | Path, run_b: str | Path) -> Comparison:
-    """Compare two Bombcell runs of one sorting: two results (or Kilosort) folders, or a folder and a parameter
-    file (the dock's `Save…` output, a Bombcell parameter parquet, SpikeInterface thresholds JSON), which is
-    then applied to the folder's metrics as a what-if. Labels are judged as `explain` judges them: by the run's
-    own classifier where it runs here (Python Bombcell, SpikeInterface), else by the rule table."""
-    path_a, path_b = Path(run_a), Path(run_b)
-    if _is_param_file(path_a) and _is_param_file(path_b):
-        raise CompareError("compare needs at least one results folder (the metrics come from it); got two "
-                           "parameter files")
-    notes: list[str] = []
-    if _is_param_file(path_a):  # keep the folder as the base, but report in the order given
-        results = open_run(path_b)
-        params = read_param_file(path_a)
-        eb = explain(results)
-        ea = explain(results, overrides=params)
-        notes.append(f"A is a parameter file: the metrics of {results.folder} labelled with its parameters")
-        return compare_explanations(ea, eb, str(path_a), str(results.folder), {**results.params, **params},
-                                    results.params, notes)
-    results_a = open_run(path_a)
-    ea = explain(results_a)
-    if _is_param_file(path_b):
-        params = read_param_file(path_b)
-        eb = explain(results_a, overrides=params)
-        notes.append(f"B is a parameter file: the metrics of {results_a.folder} labelled with its parameters")
-        return compare_explanations(ea, eb, str(results_a.folder), str(path_b), results_a.params,
-                                    {**results_a.params, **params}, notes)
-    results_b = open_run(path_b)
-    eb = explain(results_b)
-    if results_a.folder.resolve() == results_b.folder.resolve():
-        notes.append("A and B are the same results folder")
-    check_one_sorting(results_a, results_b)
-    return compare_explanations(ea, eb, str(results_a.folder), str(results_b.folder), results_a.params,
-                                results_b.params, notes)
-
-
-# -- methods paragraph ----------------------------------------------------------------------------------------
-
-# Units of Bombcell's thresholds where they have one (ratios, fractions and counts of their own kind have none).
-THRESHOLD_UNITS = {
-    "maxNPeaks": "peaks", "maxNTroughs": "troughs", "minWvDuration": "µs", "maxWvDuration": "µs",
-    "minSpatialDecaySlopeExp": "1/µm", "maxSpatialDecaySlopeExp": "1/µm",
-    "minWidthFirstPeak_nonSomatic": "samples", "minWidthMainTrough_nonSomatic": "samples",
-    "maxPercSpikesMissing": "%", "minNumSpikes": "spikes", "minAmplitude": "µV", "maxDrift": "µm",
-}
-LEADS = {NOISE: "A unit was labelled noise when", NONSOMATIC: "A unit was labelled non-somatic when",
-         MUA: "A unit that was not noise was labelled MUA when"}
-
-
-def _condition(e: Explanation, j: int) -> str:
-    rule = e.rules[j]
-    metric = f"|{rule.metric}|" if rule.absolute else rule.metric
-    if rule.op == "isnan":
-        return f"{metric} could not be computed (NaN)"
-    unit = THRESHOLD_UNITS.get(rule.param, "")
-    value = f"{e.thresholds[j]:g}" if np.isfinite(e.thresholds[j]) else "(unset)"
-    return f"{metric} was {'above' if rule.op == '>' else 'below'} {value}{' ' + unit if unit else ''} ({rule.param})"
-
-
-def _block_conditions(e: Explanation, block: str) -> list[str]:
-    """The active comparisons of one block in words; a group (all of it must hold) as one condition, its
-    members sharing an ``any_of`` tag as alternatives."""
-    parts, groups = [], {}
-    for j, rule in enumerate(e.rules):
-        if rule.block != block or j in e.inactive:
-            continue
-        if rule.group:
-            groups.setdefault(rule.group, {}).setdefault(rule.any_of or j, []).append(_condition(e, j))
-            if len(groups[rule.group]) == 1 and len(groups[rule.group][rule.any_of or j]) == 1:
-                parts.append(("group", rule.group))
-        else:
-            parts.append(_condition(e, j))
-    out = []
-    for part in parts:
-        if isinstance(part, tuple):
-            conditions = [" or ".join(alternatives) for alternatives in groups[part[1]].values()]
-            out.append(f"all of ({'; '.join(conditions)})" if len(conditions) > 1 else conditions[0])
-        else:
-            out.append(part)
-    return out
-
-
-def methods_paragraph(explanation: Explanation) -> str:
-    """A methods paragraph: the classifier and how it was recognised (and the Bombcell installed here), every
-    active threshold with its value and unit, the switches, and how many units each label got."""
-    from ..core.rules import switches_for
-
-    e = explanation
-    version = installed_bombcell_version()
-    title = CLASSIFIER_TITLES[e.classifier]
-    evidence = e.classified_by.removeprefix(title).lstrip(", ") or "recognised from the results"
-    installed = f"; Bombcell {version} was installed when phy-bcreason read them" \
-        if version and e.classifier == PYTHON else ""
-    sentences = [f"Units were classified by {title} ({evidence}{installed})."]
-    for block in (NOISE, NONSOMATIC, MUA):
-        conditions = _block_conditions(e, block)
-        if conditions:
-            joiner = "; or when " if block == NONSOMATIC else ", or "
-            sentences.append(f"{LEADS[block]} {joiner.join(conditions)}.")
-    inactive = sorted({e.rules[j].name for j in e.inactive})
-    if inactive:
-        sentences.append(f"Not applied with these settings: {', '.join(inactive)}.")
-    switches = [name for name in switches_for(e.classifier, e.rules) if name in e.params]
-    if switches:
-        sentences.append("Switches: " + ", ".join(f"{name} {'on' if _switch(e.params[name]) else 'off'}"
-                                                   for name in switches) + ".")
-    counts = Counter(str(label) or "(no label: no spikes)" for label in e.labels)
-    counted = ", ".join(f"{counts[label]} {label}" for label in label_order(list(counts)))
-    sentences.append(f"Of {len(e.labels)} units, {counted}.")
-    if e.flagged.any():
-        sentences.append(f"For {int(e.flagged.sum())} units the saved label differs from what these rules give; "
-                         "the saved label is reported.")
-    return " ".join(sentences)
-
-
-def _switch(value) -> bool:
-    try:
-        return bool(value) and not (isinstance(value, float) and math.isnan(value))
-    except (TypeError, ValueError):
-        return False
-
-
-def methods_for_folder(ks_dir: Path, bombcell_dir: Path | None = None) -> str:
-    folder = Path(ks_dir)
-    if folder.is_dir() and holds_results(folder) and bombcell_dir is None:
-        results = load_results(folder, ks_dir=kilosort_dir_of(folder))
-    else:
-        results = load_results(find_bombcell_dir(folder, bombcell_dir), ks_dir=folder)
-    return methods_paragraph(explain(results))
-
-
-def print_progress_stream():
-    """stderr when it is a terminal (the progress bar), else None."""
-    return sys.stderr if sys.stderr.isatty() else None

@@ -2,7 +2,8 @@
 
 Sections: the folders (units per label, unreadable ones), labels per folder, decisive rules per folder (a heat
 map), units within 10% of a threshold, each rule's metric distribution per folder with its threshold, the
-methods paragraph of each folder, and optionally comparisons of two runs (`compare --html`).
+methods paragraph of each folder, and optionally comparisons of two runs (`compare --html`). `write_audit`
+writes it beside the audit's tables.
 """
 
 from __future__ import annotations
@@ -11,11 +12,17 @@ import base64
 import html
 import io
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..core.engine import DECISIVE
+from .audit import NEAR, UNREADABLE, Audit, label_order, nearest_rules
+from .compare import describe_causes
+from .methods import methods_paragraph
+
+UNITS_FILE, RULES_FILE, FOLDERS_FILE, REPORT_FILE = "units.tsv", "rules.tsv", "folders.tsv", "report.html"
 
 LABEL_COLOURS = {"GOOD": "#2ca02c", "MUA": "#ff7f0e", "NOISE": "#7f7f7f", "NON-SOMA": "#9467bd",
                  "NON-SOMA GOOD": "#17becf", "NON-SOMA MUA": "#8c564b", "(empty)": "#dddddd"}
@@ -85,8 +92,6 @@ def _key(result) -> str:
 
 
 def labels_plot(audit) -> str:
-    from .audit import label_order
-
     ok = audit.ok
     counts = pd.DataFrame([pd.Series(r.explanation.labels).replace("", "(empty)").value_counts() for r in ok],
                           index=[_key(r) for r in ok]).fillna(0)
@@ -137,8 +142,6 @@ def decisive_plot(audit) -> str:
 
 
 def near_plot(audit) -> str:
-    from .audit import NEAR, nearest_rules
-
     rows = {}
     for r in audit.ok:
         e = r.explanation
@@ -164,8 +167,6 @@ def near_plot(audit) -> str:
 
 
 def near_table(audit) -> str:
-    from .audit import NEAR
-
     units = audit.units
     if units.empty:
         return ""
@@ -230,8 +231,6 @@ def distribution_plots(audit) -> str:
 
 
 def comparison_html(comparison) -> str:
-    from .audit import describe_causes
-
     parameters = pd.DataFrame(comparison.parameters or [], columns=["name", "a", "b", "read_by_rules"])
     changes = pd.DataFrame([{"cluster_id": c["cluster_id"], "from": c["from"] or "(empty)", "to": c["to"] or "(empty)",
                              "because": describe_causes(c)} for c in comparison.changes],
@@ -264,8 +263,6 @@ def page(title: str, body: str) -> str:
 
 
 def audit_html(audit, title: str = "Bombcell audit", comparisons=()) -> str:
-    from .audit import UNREADABLE, methods_paragraph
-
     folders = audit.folders
     shown = folders.drop(columns=[c for c in folders.columns if c.startswith("decisive:")
                                   or c in ("ks_dir", "results_dir")])
@@ -299,3 +296,17 @@ def audit_html(audit, title: str = "Bombcell audit", comparisons=()) -> str:
         for text, keys in paragraphs.items():
             body.append(f'<p class="note">{_esc(", ".join(keys))}</p><p class="methods">{_esc(text)}</p>')
     return page(title, "\n".join(body))
+
+
+def write_audit(audit: Audit, out: Path, report: bool = True, title: str = "Bombcell audit", comparisons=()
+                ) -> list[Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, table in ((UNITS_FILE, audit.units), (RULES_FILE, audit.rules), (FOLDERS_FILE, audit.folders)):
+        table.to_csv(out / name, sep="\t", index=False)
+        written.append(out / name)
+    if report:
+        (out / REPORT_FILE).write_text(audit_html(audit, title=title, comparisons=comparisons), encoding="utf-8")
+        written.append(out / REPORT_FILE)
+    return written

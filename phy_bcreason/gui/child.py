@@ -7,7 +7,7 @@ import os
 import threading
 from pathlib import Path
 
-from ..live.metrics import MetricsProcess
+from ..live.process import MetricsProcess
 
 # how much the live-metrics process yields the CPU to Phy (PHY_BCREASON_CHILD_NICE to change it)
 CHILD_NICE = int(os.environ.get("PHY_BCREASON_CHILD_NICE", "5"))

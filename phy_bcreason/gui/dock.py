@@ -191,7 +191,7 @@ class BombcellWhyView(QWidget):
 
     def load_parameters(self, path) -> None:
         """Another run's parameters as a what-if (the banner, List, Reset and Save… follow)."""
-        from ..batch.audit import CompareError
+        from ..io.params import CompareError
 
         try:
             overrides = self.live.overrides_from(path)

@@ -12,7 +12,8 @@ import pandas as pd
 from ..core.engine import Explanation
 from ..core.judge import explain
 from ..core.rules import PYTHON
-from ..live.metrics import LiveInfo, LiveMetricsError, append_rows
+from ..live.metrics import append_rows
+from ..live.recording import LiveInfo, LiveMetricsError
 
 logger = logging.getLogger("phy_bcreason")
 

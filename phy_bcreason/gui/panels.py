@@ -19,7 +19,7 @@ from qtpy.QtWidgets import (
 )
 
 from ..core.rules import PYTHON
-from ..live.evidence import no_pictures
+from ..live.pictures import no_pictures
 from ..tuning.whatif import population
 from .guard import guarded
 from .session import LiveReasons

@@ -14,7 +14,7 @@ import pandas as pd
 from ..core.engine import Explanation
 from ..core.judge import explain
 from ..io.bombcell import BombcellResults, BombcellResultsError, find_bombcell_dir, load_results
-from ..live.metrics import MetricsProcess
+from ..live.process import MetricsProcess
 from ..tuning.whatif import describe_overrides, label_changes, same_value, save_parameters
 from . import status
 from .child import Child
@@ -182,8 +182,8 @@ class LiveReasons:
     def overrides_from(self, path: str | Path) -> dict:
         """Another run's parameters (its parameter parquet or CSV, the dock's Save… output, SpikeInterface's
         thresholds JSON) as what-if edits: the thresholds and switches the rules read that differ from this run's."""
-        from ..batch.audit import read_param_file
         from ..core.backfill import repair_parameters
+        from ..io.params import read_param_file
         from ..tuning.whatif import editable
 
         thresholds, switches = editable(self.results)

@@ -11,7 +11,7 @@ import threading
 from qtpy.QtCore import QObject, QTimer, Signal
 from qtpy.QtGui import QImage
 
-from ..live.metrics import LiveMetricsError
+from ..live.recording import LiveMetricsError
 from .guard import guarded
 from .session import LiveReasons
 
