@@ -76,7 +76,7 @@ def _write(path: Path, columns: dict) -> tuple[bool, object]:
 
 def _child(request: tuple) -> list[tuple[bool, object]]:
     """Run ``request`` in the child process: ("read", paths) or ("write", path, columns)."""
-    package_parent = str(Path(__file__).resolve().parents[1])
+    package_parent = str(Path(__file__).resolve().parents[2])  # the folder phy_bcreason/ is in
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, "-c", "from phy_bcreason.io.parquet import main; main()"],
                           input=pickle.dumps(request), capture_output=True, env=env)
