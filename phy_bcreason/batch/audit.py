@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.engine import DECISIVE, EMPTY_LABEL, Explanation
+from ..core.errors import UserError
 from ..core.judge import explain, installed_bombcell_version
 from ..core.rules import CLASSIFIER_TITLES, MUA, NOISE, NONSOMATIC, PYTHON
 from ..io.bombcell import (
@@ -46,7 +47,7 @@ UNITS_FILE, RULES_FILE, FOLDERS_FILE, REPORT_FILE = "units.tsv", "rules.tsv", "f
 OK, UNREADABLE = "ok", "unreadable"
 
 
-class AuditError(Exception):
+class AuditError(UserError):
     """A problem with what the user asked for (a root that is no folder, an output inside the data); one line."""
 
 
@@ -361,7 +362,7 @@ def summary_lines(audit: Audit) -> list[str]:
 
 # -- compare two runs -----------------------------------------------------------------------------------------
 
-class CompareError(Exception):
+class CompareError(UserError):
     """A run that cannot be compared; one line."""
 
 

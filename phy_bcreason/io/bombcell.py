@@ -19,6 +19,7 @@ import pandas as pd
 
 from ..core.backfill import OLD_NAMES, repair_parameters
 from ..core.engine import inactive_reason
+from ..core.errors import UserError
 from ..core.rules import CLASSIFIER_TITLES, MATLAB, PYTHON, SWITCHES, THRESHOLDS, metrics_for, rules_for
 from .parquet import read_tables
 
@@ -46,7 +47,7 @@ SNAKE_CASE_THRESHOLDS = ("max_n_peaks", "max_n_troughs", "min_wave_duration", "m
                          "max_RPV", "min_presence_ratio")
 
 
-class BombcellResultsError(Exception):
+class BombcellResultsError(UserError):
     """Bombcell results that cannot be found or read; the message is one line for the user."""
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..core.engine import STATUS_NAMES, STATUS_TEXT
+from ..core.errors import UserError
 
 WAVEFORM_METRICS = ("nPeaks", "nTroughs", "waveformDuration_peakTrough", "waveformBaselineFlatness",
                     "scndPeakToTroughRatio", "peak1ToPeak2Ratio", "mainPeakToTroughRatio", "troughToPeak2Ratio",
@@ -627,7 +628,7 @@ def no_pictures(classifier: str | None) -> str:
             "measure what the classifier measured only for Python Bombcell's runs.")
 
 
-class EvidenceError(Exception):
+class EvidenceError(UserError):
     """Why a cluster's pictures cannot be drawn here; one line for the user."""
 
 

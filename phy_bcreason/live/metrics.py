@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.backfill import bombcell_default_arrays
+from ..core.errors import UserError
 from ..io.bombcell import BombcellResults, load_results
 
 MIN_SPIKES = 50  # get_all_quality_metrics: fewer spikes -> every metric NaN except nSpikes
@@ -54,7 +55,7 @@ MATLAB_TSV_NAMES = {
 NOT_METRICS = ("phy_clusterID", "clusterID", "cluster_id", "bc_unitType")
 
 
-class LiveMetricsError(Exception):
+class LiveMetricsError(UserError):
     """The Kilosort folder lacks what the live metrics need; one line for the user."""
 
 
