@@ -17,6 +17,7 @@ from qtpy.QtCore import QEvent, QObject, QTimer, Signal
 from qtpy.QtGui import QImage
 from qtpy.QtWidgets import QHeaderView, QToolTip
 
+from .core.errors import first_line
 from .core.judge import classifier_labels
 from .core.rules import PYTHON
 from .gui.dock import BombcellWhyView
@@ -280,7 +281,7 @@ class Pictures:
                     return None
                 result = process.evidence(cluster_id, spike_ids, comparisons, title, width_px)
             except LiveMetricsError as exc:
-                return (None, None, str(exc).splitlines()[0]), None
+                return (None, None, first_line(exc)), None
             except Exception:  # never "drawing…" for ever
                 logger.debug("phy-bcreason: the evidence picture failed", exc_info=True)
                 return (None, None, "it could not be drawn (details in phy.log at debug level)"), None

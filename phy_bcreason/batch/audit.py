@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.engine import DECISIVE, EMPTY_LABEL, Explanation
-from ..core.errors import UserError
+from ..core.errors import UserError, first_line
 from ..core.judge import explain, installed_bombcell_version
 from ..core.rules import CLASSIFIER_TITLES, MUA, NOISE, NONSOMATIC, PYTHON
 from ..io.bombcell import (
@@ -135,10 +135,7 @@ class FolderAudit:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    if isinstance(exc, BombcellResultsError | CompareError) and text:
-        return text[0]
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return first_line(exc, typed=not isinstance(exc, BombcellResultsError | CompareError))
 
 
 def audit_folder(target: Target, live: bool = False, check: bool = True) -> FolderAudit:

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.engine import Explanation
+from ..core.errors import first_line
 from ..core.judge import apply_judgement, explain
 from ..core.rules import MATLAB, PYTHON, SPIKEINTERFACE
 from ..io.bombcell import BombcellResults, BombcellResultsError, find_bombcell_dir, load_results
@@ -173,7 +174,7 @@ class LiveReasons:
         try:
             table, update.info = self.start_process().table(spikes)
         except LiveMetricsError as exc:
-            update.error = str(exc).splitlines()[0]
+            update.error = first_line(exc)
             return update
         except Exception:
             logger.debug("phy-bcreason: live metrics failed", exc_info=True)

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..core.backfill import OLD_NAMES, repair_parameters
 from ..core.engine import inactive_reason
-from ..core.errors import UserError
+from ..core.errors import UserError, first_line
 from ..core.rules import CLASSIFIER_TITLES, MATLAB, PYTHON, SWITCHES, THRESHOLDS, metrics_for, rules_for
 from .parquet import read_tables
 
@@ -98,10 +98,6 @@ def find_bombcell_dir(ks_dir: str | Path, bombcell_dir: str | Path | None = None
         f"{ks_dir}: no Bombcell results ({METRICS_FILE}, or SpikeInterface's {SI_WIDE_FILE}) in bombcell/, "
         f"qMetrics/ or any subfolder{beside}"
     )
-
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
 def _checked(path: Path, table: pd.DataFrame | str | None = None) -> pd.DataFrame:
@@ -188,7 +184,7 @@ def read_saved_labels(folder: Path, ks_dir: Path, metrics: pd.DataFrame, cluster
         try:
             table = pd.read_csv(path, sep=separator, keep_default_na=False)
         except Exception as exc:
-            notes.append(f"{path}: cannot read ({_first_line(exc)}); Bombcell's saved labels are not used")
+            notes.append(f"{path}: cannot read ({first_line(exc)}); Bombcell's saved labels are not used")
             continue
         if LABEL_COLUMN not in table.columns:
             continue
@@ -271,7 +267,7 @@ def spike_counts(ks_dir: Path, notes: list[str]) -> tuple[Path, np.ndarray, np.n
         ids = np.flatnonzero(counts)
         counts = counts[ids]
     except Exception as exc:
-        notes.append(f"{path}: cannot read ({_first_line(exc)}); cluster ids not checked against it")
+        notes.append(f"{path}: cannot read ({first_line(exc)}); cluster ids not checked against it")
         return None
     return path, ids, counts
 

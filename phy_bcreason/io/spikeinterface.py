@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.errors import first_line
 from ..core.rules import (
     CLASSIFIER_TITLES,
     SPIKEINTERFACE,
@@ -26,7 +27,6 @@ from .bombcell import (
     SI_WIDE_FILE,
     BombcellResults,
     BombcellResultsError,
-    _first_line,
     _some,
     check_has_rows,
     check_same_sorting,
@@ -47,7 +47,7 @@ def _read_json(path: Path) -> dict:
     except OSError as exc:
         raise BombcellResultsError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except ValueError as exc:
-        raise BombcellResultsError(f"{path}: not JSON ({_first_line(exc)})") from None
+        raise BombcellResultsError(f"{path}: not JSON ({first_line(exc)})") from None
 
 
 def cluster_ids_of_units(unit_ids: pd.Index, ks_dir: Path, wide_path: Path, notes: list[str]) -> np.ndarray:
@@ -81,7 +81,7 @@ def load_spikeinterface_results(folder: Path, ks_dir: Path, classifier: str | No
     try:
         wide = pd.read_csv(wide_path, index_col=0)
     except Exception as exc:
-        raise BombcellResultsError(f"{wide_path}: cannot read as CSV ({_first_line(exc)})") from None
+        raise BombcellResultsError(f"{wide_path}: cannot read as CSV ({first_line(exc)})") from None
     check_has_rows(wide_path, wide)
     thresholds_path = folder / THRESHOLDS_FILE
     if not thresholds_path.is_file():
