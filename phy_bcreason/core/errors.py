@@ -1,5 +1,5 @@
-"""One-line messages for the user: the base of every error that carries one, and an exception's first line.
-Imports nothing, so any module of the package can use it."""
+"""One-line messages for the user: the base of every error that carries one, an exception's first line, and a
+list of ids cut short. Imports nothing, so any module of the package can use it."""
 
 from __future__ import annotations
 
@@ -15,3 +15,9 @@ def first_line(exc: BaseException, *, typed: bool = False) -> str:
     if not lines:
         return type(exc).__name__
     return f"{type(exc).__name__}: {lines[0]}" if typed else lines[0]
+
+
+def listed(values, n: int) -> str:
+    """The first ``n`` values, comma-separated, then ``, ...`` when there are more: ``"3, 7, 12, ..."``."""
+    values = [str(v) for v in values]
+    return ", ".join(values[:n]) + (", ..." if len(values) > n else "")

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.engine import Explanation
-from ..core.errors import first_line
+from ..core.errors import first_line, listed
 from ..core.judge import apply_judgement, explain
 from ..core.rules import MATLAB, PYTHON, SPIKEINTERFACE
 from ..io.bombcell import BombcellResults, BombcellResultsError, find_bombcell_dir, load_results
@@ -238,9 +238,8 @@ class LiveReasons:
         if failed:
             return f"phy-bcreason: could not recompute cluster {', '.join(map(str, failed))} live: " \
                    f"{self.failed[failed[0]]}"
-        shown = [f"{c} {self.column_values(c)['bc_label'] or '(empty)'}" for c in cluster_ids[:5]]
-        more = ", ..." if len(cluster_ids) > 5 else ""
-        return f"phy-bcreason: recomputed live from Bombcell's metrics: cluster {', '.join(shown)}{more}"
+        shown = listed((f"{c} {self.column_values(c)['bc_label'] or '(empty)'}" for c in cluster_ids), 5)
+        return f"phy-bcreason: recomputed live from Bombcell's metrics: cluster {shown}"
 
     def source_line(self, cluster_id: int) -> str | None:
         """For a cluster recomputed live: what was computed, from what, and what was not."""

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..core.backfill import OLD_NAMES, repair_parameters
 from ..core.engine import inactive_reason
-from ..core.errors import UserError, first_line
+from ..core.errors import UserError, first_line, listed
 from ..core.rules import CLASSIFIER_TITLES, MATLAB, PYTHON, SWITCHES, THRESHOLDS, metrics_for, rules_for
 from .parquet import read_tables
 
@@ -109,11 +109,6 @@ def _checked(path: Path, table: pd.DataFrame | str | None = None) -> pd.DataFram
     if isinstance(table, str):
         raise BombcellResultsError(f"{path}: cannot read as parquet ({table})")
     return table
-
-
-def _some(values, n: int = 5) -> str:
-    values = [str(v) for v in values]
-    return ", ".join(values[:n]) + (", ..." if len(values) > n else "")
 
 
 def _rows(n: int, singular: str, plural: str) -> str:
@@ -238,7 +233,7 @@ def check_unique_ids(path: Path, cluster_ids: np.ndarray) -> None:
     duplicated = ids[counts > 1]
     if len(duplicated):
         raise BombcellResultsError(
-            f"{path}: phy_clusterID has duplicate ids ({_some(duplicated.tolist())}); each cluster must have "
+            f"{path}: phy_clusterID has duplicate ids ({listed(duplicated.tolist(), 5)}); each cluster must have "
             "one row"
         )
 
@@ -297,7 +292,7 @@ def check_same_sorting(path: Path, metrics: pd.DataFrame, cluster_ids: np.ndarra
     too_many = ids[n > count]
     if len(too_many):
         notes.append(f"{_rows(len(too_many), 'cluster has', 'clusters have')} more Bombcell nSpikes than spikes "
-                     f"in {spike_file.name} ({_some(too_many.tolist())})")
+                     f"in {spike_file.name} ({listed(too_many.tolist(), 5)})")
 
 
 def note_id_differences(metrics: pd.DataFrame, cluster_ids: np.ndarray, spike_file: Path, ks_ids: np.ndarray,
@@ -308,11 +303,11 @@ def note_id_differences(metrics: pd.DataFrame, cluster_ids: np.ndarray, spike_fi
     stray = cluster_ids[~np.isin(cluster_ids, ks_ids) & (n_spikes != 0)]
     if len(stray):
         notes.append(f"{_rows(len(stray), 'result row has a cluster id', 'result rows have cluster ids')} not in "
-                     f"{spike_file.name} ({_some(stray.tolist())})")
+                     f"{spike_file.name} ({listed(stray.tolist(), 5)})")
     unlabelled = np.setdiff1d(ks_ids, cluster_ids)
     if len(unlabelled):
         notes.append(f"{_rows(len(unlabelled), 'cluster', 'clusters')} in {spike_file.name} "
-                     f"{'has' if len(unlabelled) == 1 else 'have'} no Bombcell row ({_some(unlabelled.tolist())})")
+                     f"{'has' if len(unlabelled) == 1 else 'have'} no Bombcell row ({listed(unlabelled.tolist(), 5)})")
 
 
 def load_results(folder: str | Path, ks_dir: str | Path | None = None, classifier: str | None = None

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.errors import first_line
+from ..core.errors import first_line, listed
 from ..core.rules import (
     CLASSIFIER_TITLES,
     SPIKEINTERFACE,
@@ -27,7 +27,6 @@ from .bombcell import (
     SI_WIDE_FILE,
     BombcellResults,
     BombcellResultsError,
-    _some,
     check_has_rows,
     check_same_sorting,
     check_unique_ids,
@@ -62,7 +61,7 @@ def cluster_ids_of_units(unit_ids: pd.Index, ks_dir: Path, wide_path: Path, note
         unknown = [u for u in unit_ids.astype(str) if u not in by_unit]
         if unknown:
             raise BombcellResultsError(
-                f"{wide_path}: SpikeInterface unit ids {_some(unknown)} are not in {mapping_path.name}: these "
+                f"{wide_path}: SpikeInterface unit ids {listed(unknown, 5)} are not in {mapping_path.name}: these "
                 "results are not for this Phy folder")
         return np.array([int(float(by_unit[u])) for u in unit_ids.astype(str)], dtype=np.int64)
     ids = pd.to_numeric(pd.Series(unit_ids), errors="coerce").to_numpy(dtype=float)

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.backfill import bombcell_default_arrays
-from ..core.errors import UserError
+from ..core.errors import UserError, listed
 from ..io.bombcell import BombcellResults, load_results
 
 MIN_SPIKES = 50  # get_all_quality_metrics: fewer spikes -> every metric NaN except nSpikes
@@ -533,7 +533,7 @@ def with_live_rows(results: BombcellResults, ks_dir: str | Path) -> BombcellResu
     starts = np.searchsorted(spike_clusters[order], missing)
     ends = np.searchsorted(spike_clusters[order], missing, side="right")
     table = metrics_table(recording, {int(c): order[a:b] for c, a, b in zip(missing, starts, ends)})
-    ids = ", ".join(map(str, missing[:10].tolist())) + (", ..." if len(missing) > 10 else "")
+    ids = listed(missing.tolist(), 10)
     notes = [f"{len(missing)} cluster(s) without a Bombcell row recomputed live with Bombcell's metric functions "
              f"({ids})", *recording.notes, *recording.info().caveats()]
     return append_rows(results, table, notes)
