@@ -35,6 +35,7 @@ from ..core.rules import (
     BLOCKS,
     GROUP_PHRASES,
     GROUP_TESTS,
+    LABEL_COLOURS,
     PYTHON,
     SPIKEINTERFACE,
     SWITCHES,
@@ -57,8 +58,6 @@ STATUS_COLOURS = {  # foreground, background
     "missing": ("#c8a0ff", None),
     "threshold_missing": ("#ffffff", "#5a3d8a"),
 }
-LABEL_COLOURS = {"GOOD": "#2ca02c", "MUA": "#ff7f0e", "NOISE": "#d62728", "NON-SOMA": "#9467bd",
-                 "NON-SOMA GOOD": "#9467bd", "NON-SOMA MUA": "#9467bd"}
 
 
 def _fmt(x) -> str:
