@@ -16,7 +16,8 @@ from .core.engine import STATUS_NAMES, Explanation
 from .core.errors import UserError
 from .core.judge import explain
 from .core.rules import MATLAB, PYTHON
-from .io.bombcell import BombcellResultsError, find_bombcell_dir, load_results
+from .io.find import find_bombcell_dir, load_results
+from .io.results import BombcellResultsError
 from .live.metrics import LiveMetricsError, with_live_rows
 from .quiet import bombcell_output_to_log
 from .tuning.whatif import WhatIfError, describe_overrides, editable, label_changes, parse_settings

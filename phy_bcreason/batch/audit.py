@@ -31,14 +31,9 @@ from ..core.engine import DECISIVE, EMPTY_LABEL, Explanation
 from ..core.errors import UserError, first_line
 from ..core.judge import explain, installed_bombcell_version
 from ..core.rules import CLASSIFIER_TITLES, MUA, NOISE, NONSOMATIC, PYTHON
-from ..io.bombcell import (
-    CONVENTIONAL_DIRS,
-    BombcellResultsError,
-    find_bombcell_dir,
-    holds_results,
-    load_results,
-)
+from ..io.find import CONVENTIONAL_DIRS, find_bombcell_dir, holds_results, load_results
 from ..io.parquet import read_tables
+from ..io.results import BombcellResultsError
 
 NEAR = 0.1  # "near a threshold": the comparison nearest to changing the label is within 10% of its threshold
 KILOSORT_FILES = ("params.py", "spike_clusters.npy", "spike_templates.npy")

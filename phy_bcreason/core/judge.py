@@ -16,7 +16,7 @@ from .errors import listed
 from .rules import PYTHON, SPIKEINTERFACE, SPIKEINTERFACE_LABELS, SPLIT_SWITCHES, unflatten_thresholds
 
 if TYPE_CHECKING:  # for annotations only: core imports nothing of io at run time
-    from ..io.bombcell import BombcellResults
+    from ..io.results import BombcellResults
 
 logger = logging.getLogger("phy_bcreason")
 

@@ -16,7 +16,8 @@ from ..core.engine import Explanation
 from ..core.errors import first_line, listed
 from ..core.judge import apply_judgement, explain
 from ..core.rules import MATLAB, PYTHON, SPIKEINTERFACE
-from ..io.bombcell import BombcellResults, BombcellResultsError, find_bombcell_dir, load_results
+from ..io.find import find_bombcell_dir, load_results
+from ..io.results import BombcellResults, BombcellResultsError
 from ..live.metrics import LiveInfo, LiveMetricsError, MetricsProcess, append_rows
 from ..tuning.whatif import describe_overrides, label_changes, same_value, save_parameters
 

@@ -23,17 +23,18 @@ from ..core.rules import (
     flatten_thresholds,
     spikeinterface_rules,
 )
-from .bombcell import (
-    SI_WIDE_FILE,
+from .kilosort import spike_counts
+from .results import (
     BombcellResults,
     BombcellResultsError,
     check_has_rows,
     check_same_sorting,
     check_unique_ids,
     note_id_differences,
-    spike_counts,
 )
 
+# What bombcell.run_bombcell_qc (SpikeInterface's bombcell_label_units) writes instead of Bombcell's tables.
+SI_WIDE_FILE = "labeling_results_wide.csv"
 THRESHOLDS_FILE = "thresholds.json"
 CONFIG_FILE = "bombcell_config.json"
 UNIT_IDS_FILE = "cluster_si_unit_ids.tsv"  # export_to_phy: Phy cluster id -> SpikeInterface unit id

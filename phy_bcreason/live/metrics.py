@@ -34,7 +34,8 @@ import pandas as pd
 
 from ..core.backfill import bombcell_default_arrays
 from ..core.errors import UserError, listed
-from ..io.bombcell import BombcellResults, load_results
+from ..io.find import load_results
+from ..io.results import BombcellResults
 
 MIN_SPIKES = 50  # get_all_quality_metrics: fewer spikes -> every metric NaN except nSpikes
 DISTANCE_METRICS = ("isolationDistance", "Lratio", "silhouetteScore")
