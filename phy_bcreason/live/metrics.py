@@ -35,6 +35,7 @@ import pandas as pd
 from ..core.backfill import bombcell_default_arrays
 from ..core.errors import UserError, listed
 from ..io.find import load_results
+from ..io.kilosort import find_spike_file
 from ..io.results import BombcellResults
 
 MIN_SPIKES = 50  # get_all_quality_metrics: fewer spikes -> every metric NaN except nSpikes
@@ -515,9 +516,10 @@ def append_rows(results: BombcellResults, live_metrics: pd.DataFrame | None, not
 
 def spike_clusters_of(ks_dir: Path) -> np.ndarray:
     """Each spike's cluster, as Phy saved it (spike_clusters.npy), or Kilosort's templates before any curation."""
-    path = next((ks_dir / n for n in ("spike_clusters.npy", "spike_templates.npy") if (ks_dir / n).is_file()), None)
-    if path is None:
-        raise LiveMetricsError(f"{ks_dir}: no spike_clusters.npy or spike_templates.npy")
+    try:
+        path = find_spike_file(ks_dir)
+    except FileNotFoundError as exc:
+        raise LiveMetricsError(str(exc)) from None
     return _load(path).reshape(-1)
 
 
