@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from phy_bcreason.api import explain
-from phy_bcreason.io.bombcell import BombcellResults
+from phy_bcreason.io.results import BombcellResults
 from phy_bcreason.tuning.concordance import LABEL_GROUPS, suggest, suggest_jointly
 
 DEMO = Path(__file__).resolve().parents[1] / "phy_bcreason" / "demo_data" / "bombcell"

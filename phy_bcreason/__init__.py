@@ -8,7 +8,7 @@ import_pandas_without_pyarrow()  # before any module of ours imports pandas (par
 from .api import explain, explain_folder  # noqa: E402
 from .core.engine import Explanation, evaluate  # noqa: E402
 from .core.rules import RULES, Rule  # noqa: E402
-from .io.bombcell import BombcellResultsError  # noqa: E402
+from .io.results import BombcellResultsError  # noqa: E402
 
 __all__ = ["RULES", "BombcellResultsError", "Explanation", "Rule", "__version__", "evaluate", "explain",
            "explain_folder"]

@@ -25,7 +25,7 @@ from .core.judge import (  # noqa: F401  (the API: the judges and `explain` live
     spikeinterface_labels,
     version_note,
 )
-from .io.bombcell import find_bombcell_dir, load_results
+from .io.find import find_bombcell_dir, load_results
 
 
 def explain_folder(ks_dir: str | Path, bombcell_dir: str | Path | None = None, *,

@@ -13,9 +13,11 @@ import pandas as pd
 from . import install
 from ._version import __version__
 from .core.engine import STATUS_NAMES, Explanation
+from .core.errors import UserError
 from .core.judge import explain
 from .core.rules import MATLAB, PYTHON
-from .io.bombcell import BombcellResultsError, find_bombcell_dir, load_results
+from .io.find import find_bombcell_dir, load_results
+from .io.results import BombcellResultsError
 from .live.metrics import with_live_rows
 from .live.recording import LiveMetricsError
 from .quiet import bombcell_output_to_log
@@ -26,7 +28,7 @@ REASON_FILE = f"cluster_{REASON_COLUMN}.tsv"
 AUDIT_FILE = "phy_bcreason_audit.tsv"
 
 
-class UsageError(Exception):
+class UsageError(UserError):
     """A problem with what the user asked for; one line, exit status 2."""
 
 

@@ -24,7 +24,8 @@ from phy_bcreason.api import bombcell_labels
 from phy_bcreason.batch.audit import discover, rule_names, run_audit
 from phy_bcreason.batch.methods import methods_paragraph
 from phy_bcreason.core.engine import DECISIVE
-from phy_bcreason.io.bombcell import METRICS_FILE, PARAMS_FILE, load_results
+from phy_bcreason.io.bombcell import METRICS_FILE, PARAMS_FILE
+from phy_bcreason.io.find import load_results
 from phy_bcreason.tuning.whatif import save_parameters
 from tests import dataset_builder as dsb
 from tests.test_matlab import matlab_demo_folder

@@ -15,7 +15,8 @@ import pandas as pd
 
 from phy_bcreason.api import explain
 from phy_bcreason.core.rules import SPIKEINTERFACE_LABELS, unflatten_thresholds
-from phy_bcreason.io.bombcell import METRICS_FILE, find_bombcell_dir, load_results
+from phy_bcreason.io.bombcell import METRICS_FILE
+from phy_bcreason.io.find import find_bombcell_dir, load_results
 from phy_bcreason.tuning.concordance import LABEL_GROUPS, concordance, suggest, suggest_jointly
 
 

@@ -142,7 +142,7 @@ def test_nothing_raises_but_the_documented_error_and_labels_match_where_bombcell
     from pathlib import Path
 
     from phy_bcreason.api import explain
-    from phy_bcreason.io.bombcell import BombcellResults, BombcellResultsError
+    from phy_bcreason.io.results import BombcellResults, BombcellResultsError
 
     results = BombcellResults(Path("results"), params, metrics, np.arange(len(metrics)))
     try:

@@ -19,7 +19,7 @@ from scipy.stats import norm, poisson
 
 from phy_bcreason import explain_folder
 from phy_bcreason.cli import main as cli_main
-from phy_bcreason.io.bombcell import load_results
+from phy_bcreason.io.find import load_results
 from phy_bcreason.live.evidence import PANEL_METRICS
 from phy_bcreason.live.metrics import import_bombcell_functions
 from phy_bcreason.live.pictures import disagreements, figure, measure, panels, summary

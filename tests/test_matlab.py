@@ -104,7 +104,7 @@ def test_what_if_on_matlab_results_uses_matlabs_rules(tmp_path):
     """The linear spatial-decay test is MATLAB's ('slope > minSpatialDecaySlope') in a what-if too: moving the
     threshold past a unit's slope changes exactly the units on either side of it."""
     from phy_bcreason.api import explain
-    from phy_bcreason.io.bombcell import find_bombcell_dir, load_results
+    from phy_bcreason.io.find import find_bombcell_dir, load_results
 
     results = load_results(find_bombcell_dir(tmp_path, DATA / "linear_fit"), ks_dir=tmp_path)
     saved = explain(results, check=False)
@@ -214,7 +214,7 @@ def test_what_if_edits_on_matlab_results_give_matlab_bombcells_labels(tmp_path):
     """The `defaults` folder with thresholds and switches edited as a what-if labels every unit as MATLAB
     Bombcell labelled the same metrics with those parameters (case `defaults_whatif`, run under Octave)."""
     from phy_bcreason.api import explain
-    from phy_bcreason.io.bombcell import load_results
+    from phy_bcreason.io.find import load_results
 
     edits = {"maxRPVviolations": 0.3, "minPresenceRatio": 0.5, "maxWvBaselineFraction": 0.2, "extractRaw": False,
              "splitGoodAndMua_NonSomatic": True}

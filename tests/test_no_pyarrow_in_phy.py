@@ -73,7 +73,9 @@ def test_phy_with_the_plugin_imports_no_pyarrow(tmp_path):
 
 def test_the_child_reads_what_this_process_reads(ks_dataset, tmp_path, monkeypatch):
     from phy_bcreason.io import parquet
-    from phy_bcreason.io.bombcell import METRICS_FILE, BombcellResultsError, load_results
+    from phy_bcreason.io.bombcell import METRICS_FILE
+    from phy_bcreason.io.find import load_results
+    from phy_bcreason.io.results import BombcellResultsError
     from tests.dataset_builder import copy_dataset
 
     damaged = copy_dataset(ks_dataset, tmp_path / "ks")

@@ -75,7 +75,7 @@ def test_bombcell_import_banner_from_a_worker_thread_goes_to_the_log(tmp_path):
         logging.getLogger("phy_bcreason").addHandler(handler)
         logging.getLogger("phy_bcreason").setLevel(logging.DEBUG)
         from phy_bcreason.api import bombcell_labels
-        from phy_bcreason.io.bombcell import find_bombcell_dir, load_results
+        from phy_bcreason.io.find import find_bombcell_dir, load_results
         assert "bombcell" not in sys.modules
         ks = Path(sys.argv[1])
         results = load_results(find_bombcell_dir(ks, None), ks_dir=ks)

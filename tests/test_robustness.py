@@ -21,7 +21,9 @@ import pytest
 
 from phy_bcreason import explain_folder
 from phy_bcreason.gui.session import NO_ROW_LABEL, LiveReasons
-from phy_bcreason.io.bombcell import METRICS_FILE, PARAMS_FILE, BombcellResultsError, load_results
+from phy_bcreason.io.bombcell import METRICS_FILE, PARAMS_FILE
+from phy_bcreason.io.find import load_results
+from phy_bcreason.io.results import BombcellResultsError
 
 # ----------------------------------------------------------------------------------------------------------
 # helpers

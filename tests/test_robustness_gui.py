@@ -30,7 +30,8 @@ from phy_bcreason.cli import AUDIT_FILE, REASON_FILE
 from phy_bcreason.core.engine import STATUS_NAMES, STATUS_TEXT
 from phy_bcreason.gui.dock import STATUS_COLUMN
 from phy_bcreason.gui.session import FROM_LIVE, FROM_RUN, NO_ROW_LABEL
-from phy_bcreason.io.bombcell import METRICS_FILE, PARAMS_FILE, BombcellResultsError
+from phy_bcreason.io.bombcell import METRICS_FILE, PARAMS_FILE
+from phy_bcreason.io.results import BombcellResultsError
 from tests import dataset_builder as dsb
 from tests.test_plugin_gui import dock, rows, select, wait_for_plugin
 from tests.test_robustness import drop_saved_labels, edit_metrics, params_path, snapshot

@@ -23,7 +23,8 @@ from phy_bcreason import explain_folder
 from phy_bcreason.api import explain
 from phy_bcreason.core.engine import ALSO_FAILED, DECISIVE
 from phy_bcreason.core.rules import SPIKEINTERFACE_LABELS, unflatten_thresholds
-from phy_bcreason.io.bombcell import BombcellResultsError, find_bombcell_dir, load_results
+from phy_bcreason.io.find import find_bombcell_dir, load_results
+from phy_bcreason.io.results import BombcellResultsError
 from phy_bcreason.tuning.whatif import save_parameters
 from tests import si_builder
 from tests.test_plugin_gui import dock, rows, select, wait_for_plugin

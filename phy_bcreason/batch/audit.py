@@ -25,15 +25,11 @@ import numpy as np
 import pandas as pd
 
 from ..core.engine import DECISIVE, EMPTY_LABEL, Explanation
+from ..core.errors import UserError
 from ..core.judge import explain
-from ..io.bombcell import (
-    CONVENTIONAL_DIRS,
-    BombcellResultsError,
-    find_bombcell_dir,
-    holds_results,
-    load_results,
-)
+from ..io.find import CONVENTIONAL_DIRS, find_bombcell_dir, holds_results, load_results
 from ..io.params import _one_line
+from ..io.results import BombcellResultsError
 
 NEAR = 0.1  # "near a threshold": the comparison nearest to changing the label is within 10% of its threshold
 KILOSORT_FILES = ("params.py", "spike_clusters.npy", "spike_templates.npy")
@@ -41,7 +37,7 @@ SKIPPED_DIRS = (".phy", "__pycache__")
 OK, UNREADABLE = "ok", "unreadable"
 
 
-class AuditError(Exception):
+class AuditError(UserError):
     """A problem with what the user asked for (a root that is no folder, an output inside the data); one line."""
 
 

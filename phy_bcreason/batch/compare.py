@@ -15,7 +15,7 @@ import pandas as pd
 
 from ..core.engine import DECISIVE, Explanation
 from ..core.judge import explain
-from ..io.bombcell import find_bombcell_dir, holds_results, load_results
+from ..io.find import find_bombcell_dir, holds_results, load_results
 from ..io.params import CompareError, _is_param_file, read_param_file
 from .audit import kilosort_dir_of
 

@@ -13,7 +13,7 @@ import numpy as np
 from ..core.engine import Explanation
 from ..core.judge import explain, installed_bombcell_version
 from ..core.rules import CLASSIFIER_TITLES, MUA, NOISE, NONSOMATIC, PYTHON
-from ..io.bombcell import find_bombcell_dir, holds_results, load_results
+from ..io.find import find_bombcell_dir, holds_results, load_results
 from .audit import kilosort_dir_of, label_order
 
 # Units of Bombcell's thresholds where they have one (ratios, fractions and counts of their own kind have none).

@@ -18,14 +18,13 @@ import numpy as np
 import pandas as pd
 
 from ..core.engine import DECISIVE
+from ..core.rules import LABEL_COLOURS
 from .audit import NEAR, UNREADABLE, Audit, label_order, nearest_rules
 from .compare import describe_causes
 from .methods import methods_paragraph
 
 UNITS_FILE, RULES_FILE, FOLDERS_FILE, REPORT_FILE = "units.tsv", "rules.tsv", "folders.tsv", "report.html"
 
-LABEL_COLOURS = {"GOOD": "#2ca02c", "MUA": "#ff7f0e", "NOISE": "#7f7f7f", "NON-SOMA": "#9467bd",
-                 "NON-SOMA GOOD": "#17becf", "NON-SOMA MUA": "#8c564b", "(empty)": "#dddddd"}
 MAX_DISTRIBUTION_FOLDERS = 40  # per-rule strip plots: beyond this many folders only the first ones are drawn
 MAX_NEAR_ROWS = 300
 

@@ -12,10 +12,11 @@ import pandas as pd
 
 from ..quiet import bombcell_output_to_log
 from .engine import UNDETERMINED, Explanation, evaluate, undetermined_phrase
+from .errors import listed
 from .rules import PYTHON, SPIKEINTERFACE, SPIKEINTERFACE_LABELS, SPLIT_SWITCHES, unflatten_thresholds
 
 if TYPE_CHECKING:  # for annotations only: core imports nothing of io at run time
-    from ..io.bombcell import BombcellResults
+    from ..io.results import BombcellResults
 
 logger = logging.getLogger("phy_bcreason")
 
@@ -83,7 +84,7 @@ def apply_judgement(explanation: Explanation, judged=None, saved: list[str | Non
     for judge in (CLASSIFIER_JUDGE, SAVED_JUDGE):
         ids = [int(explanation.cluster_ids[row]) for row, j in records if j == judge]
         if ids:
-            shown = ", ".join(map(str, ids[:10])) + (", ..." if len(ids) > 10 else "")
+            shown = listed(ids, 10)
             who = "Bombcell's classifier disagrees" if judge == CLASSIFIER_JUDGE else "Bombcell's saved labels differ"
             explanation.notes.append(f"{JUDGEMENT_NOTE_STARTS[judge == SAVED_JUDGE]}{len(ids)} unit(s) where {who} "
                                      f"from the {explanation.classifier} rules (cluster {shown}): its labels are "

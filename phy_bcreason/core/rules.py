@@ -149,6 +149,9 @@ UNLABELLED_EMPTY_UNITS = {PYTHON: True, MATLAB: False, SPIKEINTERFACE: False}
 # SpikeInterface's label spelling -> Bombcell's.
 SPIKEINTERFACE_LABELS = {"good": "GOOD", "mua": "MUA", "noise": "NOISE", "non_soma": "NON-SOMA",
                          "non_soma_good": "NON-SOMA GOOD", "non_soma_mua": "NON-SOMA MUA"}
+# Each label's colour wherever one is drawn: the dock's title, the audit report's plots ("(empty)": no label).
+LABEL_COLOURS = {"GOOD": "#2ca02c", "MUA": "#ff7f0e", "NOISE": "#d62728", "NON-SOMA": "#9467bd",
+                 "NON-SOMA GOOD": "#9467bd", "NON-SOMA MUA": "#9467bd", "(empty)": "#dddddd"}
 
 # -- SpikeInterface: rows made from a run's thresholds dict -----------------------------------------------
 # bombcell_label_units: a section's metric fails outside its inclusive band [greater, less] (of |value| with

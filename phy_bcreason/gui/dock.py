@@ -22,7 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.rules import SWITCHES, switches_for
+from ..core.rules import LABEL_COLOURS, SWITCHES, switches_for
 from ..tuning.whatif import WhatIfError, editable, parse_value, same_value
 from .dock_content import (  # noqa: F401  (the dock's names, as tests and scripts import them)
     HEADERS,
@@ -47,8 +47,6 @@ STATUS_COLOURS = {  # foreground, background
     "missing": ("#c8a0ff", None),
     "threshold_missing": ("#ffffff", "#5a3d8a"),
 }
-LABEL_COLOURS = {"GOOD": "#2ca02c", "MUA": "#ff7f0e", "NOISE": "#d62728", "NON-SOMA": "#9467bd",
-                 "NON-SOMA GOOD": "#9467bd", "NON-SOMA MUA": "#9467bd"}
 
 
 class BombcellWhyView(QWidget):

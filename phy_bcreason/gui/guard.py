@@ -14,6 +14,8 @@ import logging
 import threading
 import time
 
+from ..core.errors import first_line
+
 logger = logging.getLogger("phy")
 
 # How long each guarded call on the GUI thread took (name, seconds): benchmarks/bench_merge.py reads it.
@@ -21,12 +23,6 @@ GUI_THREAD_TIMES: collections.deque = collections.deque(maxlen=10_000)
 
 _status_bars: list = []  # the status bar of each open Phy window: callables taking one sentence
 _reported: set = set()   # (what, exception type, first line): each failure is told once, not on every call
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception as one line for the user: its type and the first line of its message."""
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
 
 
 def show_failures_in(status_bar) -> callable:
@@ -72,12 +68,12 @@ def _positional(func) -> int | None:
 
 
 def _report(name: str, exc: Exception) -> None:
-    key = (name, type(exc).__name__, first_line(exc))
+    key = (name, type(exc).__name__, first_line(exc, typed=True))
     logger.debug("phy-bcreason: %s failed", name, exc_info=exc)
     if key in _reported:
         return
     _reported.add(key)
-    sentence = f"phy-bcreason: {name} failed ({first_line(exc)}); Phy carries on (details in phy.log)"
+    sentence = f"phy-bcreason: {name} failed ({first_line(exc, typed=True)}); Phy carries on (details in phy.log)"
     logger.warning(sentence)
     if threading.current_thread() is threading.main_thread():  # Qt's widgets belong to the GUI thread
         for status_bar in list(_status_bars):

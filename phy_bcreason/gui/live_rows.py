@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.engine import Explanation
+from ..core.errors import first_line
 from ..core.judge import explain
 from ..core.rules import PYTHON
 from ..live.metrics import append_rows
@@ -66,7 +67,7 @@ class LiveRows:
         try:
             table, update.info = process().table(spikes)
         except LiveMetricsError as exc:
-            update.error = str(exc).splitlines()[0]
+            update.error = first_line(exc)
             return update
         except Exception:
             logger.debug("phy-bcreason: live metrics failed", exc_info=True)

@@ -13,7 +13,8 @@ import pandas as pd
 
 from ..core.engine import Explanation
 from ..core.judge import explain
-from ..io.bombcell import BombcellResults, BombcellResultsError, find_bombcell_dir, load_results
+from ..io.find import find_bombcell_dir, load_results
+from ..io.results import BombcellResults, BombcellResultsError
 from ..live.process import MetricsProcess
 from ..tuning.whatif import describe_overrides, label_changes, same_value, save_parameters
 from . import status

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..core.errors import listed
 from ..core.rules import MATLAB, PYTHON, SPIKEINTERFACE
 
 CLASSIFIER_NAMES = {PYTHON: "Python", MATLAB: "MATLAB", SPIKEINTERFACE: "SpikeInterface's"}
@@ -41,9 +42,8 @@ def live_status(live, cluster_ids) -> str:
     if failed:
         return f"phy-bcreason: could not recompute cluster {', '.join(map(str, failed))} live: " \
                f"{live.failed[failed[0]]}"
-    shown = [f"{c} {live.column_values(c)['bc_label'] or '(empty)'}" for c in cluster_ids[:5]]
-    more = ", ..." if len(cluster_ids) > 5 else ""
-    return f"phy-bcreason: recomputed live from Bombcell's metrics: cluster {', '.join(shown)}{more}"
+    shown = listed((f"{c} {live.column_values(c)['bc_label'] or '(empty)'}" for c in cluster_ids), 5)
+    return f"phy-bcreason: recomputed live from Bombcell's metrics: cluster {shown}"
 
 
 def source_line(live, cluster_id: int) -> str | None:

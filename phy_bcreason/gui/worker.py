@@ -11,6 +11,7 @@ import threading
 from qtpy.QtCore import QObject, QTimer, Signal
 from qtpy.QtGui import QImage
 
+from ..core.errors import first_line
 from ..live.recording import LiveMetricsError
 from .guard import guarded
 from .session import LiveReasons
@@ -104,7 +105,7 @@ class Pictures:
                     return None
                 result = process.evidence(cluster_id, spike_ids, comparisons, title, width_px)
             except LiveMetricsError as exc:
-                return (None, None, str(exc).splitlines()[0]), None
+                return (None, None, first_line(exc)), None
             except Exception:  # never "drawing…" for ever
                 logger.debug("phy-bcreason: the evidence picture failed", exc_info=True)
                 return (None, None, "it could not be drawn (details in phy.log at debug level)"), None

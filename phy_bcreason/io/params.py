@@ -10,20 +10,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from .bombcell import BombcellResultsError
+from ..core.errors import UserError, first_line
 from .parquet import read_tables
+from .results import BombcellResultsError
 
 
 # raised here and by batch/compare.py, which imports it: the lower of the two holds it
-class CompareError(Exception):
+class CompareError(UserError):
     """A run that cannot be compared; one line."""
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    if isinstance(exc, BombcellResultsError | CompareError) and text:
-        return text[0]
-    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+    return first_line(exc, typed=not isinstance(exc, BombcellResultsError | CompareError))
 
 
 def _is_param_file(path: Path) -> bool:

@@ -19,6 +19,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from ..core.errors import first_line
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -46,10 +48,6 @@ def _in_child() -> bool:
     return _keep_out and sys.modules.get("pyarrow") is None
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
 def _columns(table) -> dict:
     return {name: table[name].to_numpy() for name in table.columns}
 
@@ -61,7 +59,7 @@ def _read(path: Path) -> tuple[bool, object]:
     try:
         return True, _columns(pd.read_parquet(path))
     except Exception as exc:  # pyarrow raises many types for truncated or foreign files
-        return False, _first_line(exc)
+        return False, first_line(exc)
 
 
 def _write(path: Path, columns: dict) -> tuple[bool, object]:
@@ -71,7 +69,7 @@ def _write(path: Path, columns: dict) -> tuple[bool, object]:
         pd.DataFrame(columns).to_parquet(path)
         return True, None
     except Exception as exc:
-        return False, _first_line(exc)
+        return False, first_line(exc)
 
 
 def _child(request: tuple) -> list[tuple[bool, object]]:

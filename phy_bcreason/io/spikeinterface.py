@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.errors import first_line, listed
 from ..core.rules import (
     CLASSIFIER_TITLES,
     SPIKEINTERFACE,
@@ -22,19 +23,18 @@ from ..core.rules import (
     flatten_thresholds,
     spikeinterface_rules,
 )
-from .bombcell import (
-    SI_WIDE_FILE,
+from .kilosort import spike_counts
+from .results import (
     BombcellResults,
     BombcellResultsError,
-    _first_line,
-    _some,
     check_has_rows,
     check_same_sorting,
     check_unique_ids,
     note_id_differences,
-    spike_counts,
 )
 
+# What bombcell.run_bombcell_qc (SpikeInterface's bombcell_label_units) writes instead of Bombcell's tables.
+SI_WIDE_FILE = "labeling_results_wide.csv"
 THRESHOLDS_FILE = "thresholds.json"
 CONFIG_FILE = "bombcell_config.json"
 UNIT_IDS_FILE = "cluster_si_unit_ids.tsv"  # export_to_phy: Phy cluster id -> SpikeInterface unit id
@@ -47,7 +47,7 @@ def _read_json(path: Path) -> dict:
     except OSError as exc:
         raise BombcellResultsError(f"{path}: cannot read ({exc.strerror or exc})") from None
     except ValueError as exc:
-        raise BombcellResultsError(f"{path}: not JSON ({_first_line(exc)})") from None
+        raise BombcellResultsError(f"{path}: not JSON ({first_line(exc)})") from None
 
 
 def cluster_ids_of_units(unit_ids: pd.Index, ks_dir: Path, wide_path: Path, notes: list[str]) -> np.ndarray:
@@ -62,7 +62,7 @@ def cluster_ids_of_units(unit_ids: pd.Index, ks_dir: Path, wide_path: Path, note
         unknown = [u for u in unit_ids.astype(str) if u not in by_unit]
         if unknown:
             raise BombcellResultsError(
-                f"{wide_path}: SpikeInterface unit ids {_some(unknown)} are not in {mapping_path.name}: these "
+                f"{wide_path}: SpikeInterface unit ids {listed(unknown, 5)} are not in {mapping_path.name}: these "
                 "results are not for this Phy folder")
         return np.array([int(float(by_unit[u])) for u in unit_ids.astype(str)], dtype=np.int64)
     ids = pd.to_numeric(pd.Series(unit_ids), errors="coerce").to_numpy(dtype=float)
@@ -81,7 +81,7 @@ def load_spikeinterface_results(folder: Path, ks_dir: Path, classifier: str | No
     try:
         wide = pd.read_csv(wide_path, index_col=0)
     except Exception as exc:
-        raise BombcellResultsError(f"{wide_path}: cannot read as CSV ({_first_line(exc)})") from None
+        raise BombcellResultsError(f"{wide_path}: cannot read as CSV ({first_line(exc)})") from None
     check_has_rows(wide_path, wide)
     thresholds_path = folder / THRESHOLDS_FILE
     if not thresholds_path.is_file():

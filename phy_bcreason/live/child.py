@@ -16,7 +16,7 @@ import time
 
 import pandas as pd
 
-from ..io.bombcell import load_results
+from ..io.find import load_results
 from .metrics import import_bombcell_functions, metrics_table, share_rpv_counts
 from .process import PARENT_VARIABLE
 from .recording import LiveMetricsError, Recording

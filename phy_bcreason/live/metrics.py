@@ -20,7 +20,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io.bombcell import BombcellResults
+from ..core.errors import listed
+from ..io.results import BombcellResults
 from .recording import Recording, spike_clusters_of
 
 MIN_SPIKES = 50  # get_all_quality_metrics: fewer spikes -> every metric NaN except nSpikes
@@ -265,7 +266,7 @@ def with_live_rows(results: BombcellResults, ks_dir: str | Path) -> BombcellResu
     starts = np.searchsorted(spike_clusters[order], missing)
     ends = np.searchsorted(spike_clusters[order], missing, side="right")
     table = metrics_table(recording, {int(c): order[a:b] for c, a, b in zip(missing, starts, ends)})
-    ids = ", ".join(map(str, missing[:10].tolist())) + (", ..." if len(missing) > 10 else "")
+    ids = listed(missing.tolist(), 10)
     notes = [f"{len(missing)} cluster(s) without a Bombcell row recomputed live with Bombcell's metric functions "
              f"({ids})", *recording.notes, *recording.info().caveats()]
     return append_rows(results, table, notes)

@@ -15,6 +15,7 @@ import math
 import numpy as np
 
 from ..core.engine import STATUS_NAMES
+from ..core.errors import UserError
 from .evidence import (
     BACKGROUND,
     DRAW,
@@ -414,7 +415,7 @@ def no_pictures(classifier: str | None) -> str:
             "measure what the classifier measured only for Python Bombcell's runs.")
 
 
-class EvidenceError(Exception):
+class EvidenceError(UserError):
     """Why a cluster's pictures cannot be drawn here; one line for the user."""
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..io.bombcell import BombcellResults
+from ..io.results import BombcellResults
 from .recording import LiveInfo, LiveMetricsError
 
 PARENT_VARIABLE = "PHY_BCREASON_PARENT_PID"

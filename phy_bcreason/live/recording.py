@@ -17,13 +17,15 @@ import numpy as np
 import pandas as pd
 
 from ..core.backfill import bombcell_default_arrays
+from ..core.errors import UserError
+from ..io.kilosort import find_spike_file
 
 DISTANCE_METRICS = ("isolationDistance", "Lratio", "silhouetteScore")
 RAW_METRICS = ("rawAmplitude", "signalToNoiseRatio")
 DRIFT_METRICS = ("maxDriftEstimate", "cumDriftEstimate")
 
 
-class LiveMetricsError(Exception):
+class LiveMetricsError(UserError):
     """The Kilosort folder lacks what the live metrics need; one line for the user."""
 
 
@@ -269,7 +271,8 @@ def open_raw(ks_dir: Path, params: dict) -> tuple[np.ndarray | None, str]:
 
 def spike_clusters_of(ks_dir: Path) -> np.ndarray:
     """Each spike's cluster, as Phy saved it (spike_clusters.npy), or Kilosort's templates before any curation."""
-    path = next((ks_dir / n for n in ("spike_clusters.npy", "spike_templates.npy") if (ks_dir / n).is_file()), None)
-    if path is None:
-        raise LiveMetricsError(f"{ks_dir}: no spike_clusters.npy or spike_templates.npy")
+    try:
+        path = find_spike_file(ks_dir)
+    except FileNotFoundError as exc:
+        raise LiveMetricsError(str(exc)) from None
     return _load(path).reshape(-1)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.engine import Explanation
+from ..core.errors import UserError
 from ..core.rules import SWITCHES, THRESHOLDS, switches_for, thresholds_for, unflatten_thresholds
 from ..io.parquet import write_table
 
@@ -22,7 +23,7 @@ WHATIF_PREFIX = "_bc_parameters.whatif-"
 SI_WHATIF_PREFIX = "thresholds.whatif-"
 
 
-class WhatIfError(ValueError):
+class WhatIfError(UserError, ValueError):
     """An edit that cannot be applied; one line for the user."""
 
 
