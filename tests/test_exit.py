@@ -102,18 +102,21 @@ def _ctrl_c_as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _start_phy(tmp_path: Path, mode: str, early: bool):
+def _start_phy(tmp_path: Path, mode: str, early: bool, driver: str = DRIVER, driver_class: str = "BcreasonExitDriver",
+               env: dict | None = None, pythonpath: tuple[str, ...] = ()):
+    """Phy on a copy of the demo with the plugin and ``driver`` (a plugin's source, its class ``driver_class``);
+    ``env``: more variables for Phy's process, ``pythonpath``: folders before the repository's on its path."""
     home = tmp_path / "home"
     config_dir = home / ".phy"
     install.install(config_dir)  # what `phy-bcreason install-plugin` does, into the private HOME
-    (config_dir / "plugins" / "bcreason_exit_driver.py").write_text(DRIVER)
+    (config_dir / "plugins" / f"{driver_class.lower()}.py").write_text(driver)
     with open(config_dir / "phy_config.py", "a") as f:
-        f.write("c.TemplateGUI.plugins.append('BcreasonExitDriver')\n")
+        f.write(f"c.TemplateGUI.plugins.append('{driver_class}')\n")
     ks_dir = shutil.copytree(DEMO_DATA, tmp_path / "ks")
     status = tmp_path / "status"
     env = dict(os.environ, HOME=str(home), QT_QPA_PLATFORM="offscreen", BCREASON_EXIT_MODE=mode,
-               BCREASON_EXIT_EARLY="1" if early else "0", BCREASON_EXIT_STATUS=str(status),
-               PYTHONPATH=os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+               BCREASON_EXIT_EARLY="1" if early else "0", BCREASON_EXIT_STATUS=str(status), **(env or {}),
+               PYTHONPATH=os.pathsep.join(filter(None, [*pythonpath, str(REPO), os.environ.get("PYTHONPATH")])))
     out, err = open(tmp_path / "stdout.txt", "wb"), open(tmp_path / "stderr.txt", "wb")
     # Its own process group, so that Ctrl-C can be sent to it as a terminal sends it (not to pytest), and Ctrl-C
     # not ignored (as it is for a job started in the background by a non-interactive shell, and what it starts)

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..core.errors import first_line
+from .children import spawn_options
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -76,8 +77,10 @@ def _child(request: tuple) -> list[tuple[bool, object]]:
     """Run ``request`` in the child process: ("read", paths) or ("write", path, columns)."""
     package_parent = str(Path(__file__).resolve().parents[2])  # the folder phy_bcreason/ is in
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_parent, os.environ.get("PYTHONPATH")]))}
+    # at Phy's priority (Phy waits for it); it reads its whole request first, so if Phy is gone it ends when its
+    # answer finds nobody to read it (a second at most)
     done = subprocess.run([sys.executable, "-c", "from phy_bcreason.io.parquet import main; main()"],
-                          input=pickle.dumps(request), capture_output=True, env=env)
+                          input=pickle.dumps(request), capture_output=True, env=env, **spawn_options())
     if done.returncode != 0:
         why = (done.stderr.decode(errors="replace").strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         count = len(request[1]) if request[0] == "read" else 1

@@ -11,39 +11,25 @@ import os
 import pickle
 import signal
 import sys
-import threading
-import time
 
 import pandas as pd
 
+from ..io.children import lower_priority, read_requests_until_parent_ends
 from ..io.find import load_results
 from .metrics import import_bombcell_functions, metrics_table, share_rpv_counts
-from .process import PARENT_VARIABLE
 from .recording import LiveMetricsError, Recording
 
 
 def _child_setup() -> None:
-    """The child says nothing on the terminal it shares with Phy and never outlives Phy: what Bombcell prints
-    (and warns) goes to the log at debug level (the child has no log handler: dropped), fd 1 to the null device,
-    Ctrl-C is left to Phy, and a thread ends the process as soon as its parent is gone (killed, crashed) even in
-    the middle of a computation."""
+    """The child says nothing on the terminal it shares with Phy: what Bombcell prints (and warns) goes to the
+    log at debug level (the child has no log handler: dropped), fd 1 to the null device, Ctrl-C is left to
+    Phy."""
     from ..quiet import send_prints_to_log
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     send_prints_to_log()
     logging.captureWarnings(True)
     logging.getLogger().addHandler(logging.NullHandler())  # no "last resort" printing of warnings to stderr
-    try:
-        parent = int(os.environ.get(PARENT_VARIABLE, ""))
-    except ValueError:
-        parent = os.getppid()
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True, name="watch-parent").start()
-
-
-def _exit_with_parent(parent: int) -> None:
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os._exit(0)
 
 
 def _reply(out, answer) -> None:
@@ -54,31 +40,22 @@ def _reply(out, answer) -> None:
         os._exit(0)
 
 
-def _request():
-    """The next request, or None when Phy closed the pipe (or died in the middle of a request)."""
-    try:
-        return pickle.load(sys.stdin.buffer)
-    except EOFError:
-        return None
-    except Exception:
-        os._exit(0)
-
-
 def serve(ks_dir: str, bombcell_dir: str, results_on_stdin: bool = False, nice: int = 0) -> None:
     """The child's loop: {cluster id: spike ids} in, (True, (table, info)) or (False, message) out; or
     ("labels", metrics table) in, (True, Bombcell's labels) out; or ("evidence", cluster id, spike ids,
     comparisons, title, width, draw) in, (True, (what is drawn, PNG), or None when not drawn) out. With
     ``results_on_stdin`` the first message is the run's (params, metrics), instead of reading them from
-    ``bombcell_dir``."""
+    ``bombcell_dir``. The process ends as soon as its stdin ends: Phy closed it or is gone
+    (`io.children.read_requests_until_parent_ends`)."""
     out = os.fdopen(os.dup(1), "wb")  # the answers; fd 1 itself goes to the null device
+    next_request = read_requests_until_parent_ends(sys.stdin.buffer)
     _child_setup()
-    if nice:
-        os.nice(nice)
+    lower_priority(nice)
     error, recording, params = None, None, None
     measured: dict = {}  # cluster id -> its evidence, for pictures drawn again (what-if edits, a wider dock)
     try:
         if results_on_stdin:
-            params, columns = pickle.load(sys.stdin.buffer)
+            params, columns = next_request()
             metrics = pd.DataFrame(columns)
         else:
             results = load_results(bombcell_dir, ks_dir=ks_dir)
@@ -91,9 +68,7 @@ def serve(ks_dir: str, bombcell_dir: str, results_on_stdin: bool = False, nice: 
         error = f"{type(exc).__name__}: {exc}".splitlines()[0] if not isinstance(exc, LiveMetricsError) else str(exc)
     _reply(out, (True, None))  # ready (errors are told with each answer)
     while True:
-        request = _request()
-        if request is None:
-            return
+        request = next_request()
         try:
             if isinstance(request, tuple) and request[0] == "evidence":
                 from .pictures import picture

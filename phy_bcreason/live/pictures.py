@@ -9,8 +9,10 @@ dock, `picture`; in-process for ``phy-bcreason explain --figure``, `write_figure
 
 from __future__ import annotations
 
+import functools
 import io
 import math
+import os
 
 import numpy as np
 
@@ -395,15 +397,27 @@ def picture(recording, measured: dict, cluster_id: int, spike_ids: np.ndarray, c
 
 def _give_back_memory() -> None:
     """The live-metrics process has a memory budget (250 MB): free the figure's reference cycles now, and give
-    the freed heap back to the system (glibc keeps it otherwise)."""
+    the freed heap back to the system (glibc keeps it otherwise). Only glibc has ``malloc_trim``; elsewhere
+    (macOS, Windows, musl) the memory is reused by the next picture anyway."""
     import ctypes
     import gc
 
     gc.collect()
+    if not _glibc():
+        return
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: the memory is reused by the next picture anyway
+    except (OSError, AttributeError):
         pass
+
+
+@functools.cache
+def _glibc() -> bool:
+    """Whether this process runs on glibc (``os.confstr`` is POSIX only; the name is glibc's own)."""
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
+    except (AttributeError, ValueError, OSError):
+        return False
 
 
 def no_pictures(classifier: str | None) -> str:

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import subprocess
@@ -14,11 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..io.children import spawn_options
 from ..io.results import BombcellResults
 from .recording import LiveInfo, LiveMetricsError
-
-PARENT_VARIABLE = "PHY_BCREASON_PARENT_PID"
-
 
 CHILD_WITHOUT_PYARROW = ("import sys; sys.modules['pyarrow'] = None; "
                          "from phy_bcreason.live.child import main; main(sys.argv[1:])")
@@ -38,7 +37,8 @@ class MetricsProcess:
 
     The child also runs Bombcell's own classifier (`labels`), so that Bombcell and its imports (numba, scipy,
     matplotlib: about 160 MB) never enter Phy's process. It imports only Bombcell's metric modules, runs at
-    a lower scheduling priority (``nice``) than Phy, and maps spike-sized files one window at a time."""
+    a lower scheduling priority than Phy (``nice``: `io.children.lower_priority`; below normal on Windows), and
+    maps spike-sized files one window at a time. Started and ended alike on every OS (`io.children`)."""
 
     def __init__(self, ks_dir: str | Path, bombcell_dir: str | Path, results: BombcellResults | None = None,
                  nice: int = 0):
@@ -53,11 +53,9 @@ class MetricsProcess:
             args.append("--results-on-stdin")
         if nice:
             args.append(f"--nice={int(nice)}")
-        env[PARENT_VARIABLE] = str(os.getpid())
-        # its own session: Ctrl-C in Phy's terminal is for Phy, which then closes the child (or the child sees
-        # its parent gone and ends by itself: `serve`)
+        # Phy closes the child, or the child ends by itself once its stdin ends (`child.serve`)
         self.child = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
-                                      start_new_session=True)
+                                      **spawn_options(lower=bool(nice)))
         self.ready = False
         self._lock = threading.Lock()  # one request at a time: live metrics and pictures come from two threads
         if results is not None:
@@ -112,8 +110,10 @@ class MetricsProcess:
                           int(width_px), bool(draw)))
 
     def close(self) -> None:
-        """Stop the child at once: it only ever reads files, so there is nothing to finish."""
+        """Stop the child at once: it only ever reads files, so there is nothing to finish. Closing its stdin
+        ends it wherever it runs (behind a launcher, ``child`` is the launcher); killing it makes sure."""
+        with contextlib.suppress(OSError):
+            self.child.stdin.close()
         self.child.kill()
         self.child.wait()
-        for pipe in (self.child.stdin, self.child.stdout):
-            pipe.close()
+        self.child.stdout.close()
