@@ -5,6 +5,8 @@ dock says what will appear there and when."""
 from __future__ import annotations
 
 import os
+import re
+from collections import Counter
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -13,6 +15,7 @@ from qtpy.QtWidgets import QTreeWidgetItemIterator
 
 from phy_bcreason import explain_folder
 from phy_bcreason.gui.dock import STATUS_COLUMN
+from tests.test_live_metrics import merge_and_wait
 from tests.test_plugin_gui import dock, select, wait_for_plugin
 
 DECIDED = "decided the label"
@@ -70,3 +73,53 @@ def test_each_selection_shows_the_rows_that_decided(ks_dataset_copy, open_phy):
     QApplication.processEvents()
     item = first_decisive_rule(tree)
     assert item is not None and in_view(tree, item), (item.text(0), tree.visualItemRect(item))
+
+
+# -- the status bar counts the clusters that exist ------------------------------------------------------------
+
+COUNTS = re.compile(r"(?:labels from .*?: |; now )(\d+ [^,;]+(?:, \d+ [^,;]+)*)")
+
+
+def counts_in(message: str) -> tuple[dict[str, int], int]:
+    """The label counts and the number recomputed live that the status bar says."""
+    found = COUNTS.search(message)
+    assert found, message
+    counts = {}
+    for part in found.group(1).split(", "):
+        n, label = part.split(" ", 1)
+        counts[label] = int(n)
+    live = re.search(r"; (\d+) recomputed live", message)
+    return counts, int(live.group(1)) if live else 0
+
+
+def counts_of_existing_clusters(controller) -> tuple[dict[str, int], int]:
+    view = controller.supervisor.cluster_view
+    existing = [view.get(c) for c in controller.supervisor.clustering.cluster_ids.tolist()]
+    return (dict(Counter(row["bc_label"] or "(empty)" for row in existing)),
+            sum(row["bc_source"] == "live" for row in existing))
+
+
+def test_status_bar_counts_follow_merge_undo_and_redo(ks_dataset_copy, open_phy):
+    controller, gui = open_phy(ks_dataset_copy)
+    wait_for_plugin(controller)
+    supervisor = controller.supervisor
+    assert counts_in(gui.status_message) == counts_of_existing_clusters(controller)
+
+    merged = merge_and_wait(controller, [9, 10])  # two MUA units: one cluster, recomputed live
+    assert supervisor.cluster_view.get(merged)["bc_source"] == "live"
+    said = counts_in(gui.status_message)
+    assert said == counts_of_existing_clusters(controller) and said[1] == 1, gui.status_message
+    assert f"cluster {merged}" in gui.status_message  # and which cluster was recomputed
+
+    supervisor.undo()
+    supervisor.block()
+    wait_for_plugin(controller)
+    said = counts_in(gui.status_message)
+    assert said == counts_of_existing_clusters(controller) and said[1] == 0, gui.status_message
+    assert "Undo" in gui.status_message  # Phy's own sentence about what it did is kept
+
+    supervisor.redo()
+    supervisor.block()
+    wait_for_plugin(controller)
+    said = counts_in(gui.status_message)
+    assert said == counts_of_existing_clusters(controller) and said[1] == 1, gui.status_message

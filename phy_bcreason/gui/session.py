@@ -76,11 +76,12 @@ class LiveReasons:
     def _refresh_columns(self, cluster_ids=None) -> None:
         self.cache.refresh(self.explanation, self.live_spikes, cluster_ids)
 
-    def status_line(self) -> str:
-        return status.status_line(self)
+    def status_line(self, cluster_ids=None) -> str:
+        """``cluster_ids``: the clusters that exist in Phy now (every row of the explanation if None)."""
+        return status.status_line(self, cluster_ids)
 
-    def live_status(self, cluster_ids) -> str:
-        return status.live_status(self, cluster_ids)
+    def live_status(self, cluster_ids, existing=None) -> str:
+        return status.live_status(self, cluster_ids, existing)
 
     def source_line(self, cluster_id: int) -> str | None:
         return status.source_line(self, cluster_id)
