@@ -65,7 +65,7 @@ class BombcellReasonPlugin(IPlugin):
             return supervisor.cluster_meta.get("group", cluster_id)
         return self.controller.model.metadata.get("group", {}).get(cluster_id)  # before Phy's supervisor exists
 
-    def agrees(self, cluster_id: int) -> float:
+    def agrees(self, cluster_id: int) -> float | None:
         return self.live.agrees(cluster_id, self.user_group(cluster_id))
 
     def user_groups(self) -> dict[int, str]:

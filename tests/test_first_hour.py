@@ -11,12 +11,13 @@ from collections import Counter
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from phy.gui.qt import QApplication
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QTreeWidgetItemIterator
 
 from phy_bcreason import explain_folder
 from phy_bcreason.gui.dock import STATUS_COLUMN
 from tests.test_live_metrics import merge_and_wait
-from tests.test_plugin_gui import dock, select, wait_for_plugin
+from tests.test_plugin_gui import dock, rows, select, wait_for_plugin
 
 DECIDED = "decided the label"
 
@@ -123,3 +124,32 @@ def test_status_bar_counts_follow_merge_undo_and_redo(ks_dataset_copy, open_phy)
     wait_for_plugin(controller)
     said = counts_in(gui.status_message)
     assert said == counts_of_existing_clusters(controller) and said[1] == 1, gui.status_message
+
+
+def test_bc_agrees_is_an_empty_cell_where_unlabelled_and_sorts(ks_dataset_copy, open_phy):
+    """README: "empty where unlabelled". Phy's table shows None as an empty cell (and "nan" for NaN, which
+    compares false with everything, so a column with NaN sorts in no order)."""
+    explanation = explain_folder(ks_dataset_copy)
+    labelled = [c for c, label in zip(explanation.cluster_ids.tolist(), explanation.labels) if label == "GOOD"][:3]
+    labelled += [c for c, label in zip(explanation.cluster_ids.tolist(), explanation.labels) if label == "MUA"][:2]
+    controller, gui = open_phy(ks_dataset_copy)
+    wait_for_plugin(controller)
+    assert all(row["bc_agrees"] is None for row in rows(controller).values())  # nothing labelled yet
+    controller.supervisor.move("good", labelled)  # 3 agree, 2 do not
+    controller.supervisor.block()
+    table = rows(controller)
+    assert all(table[c]["bc_agrees"] is None for c in table if c not in labelled)
+    assert sorted(table[c]["bc_agrees"] for c in labelled) == [0, 0, 1, 1, 1]
+    view = controller.supervisor.cluster_view
+    for direction in ("desc", "asc"):
+        view.sort_by("bc_agrees", direction)
+        controller.supervisor.block()
+        order = [view.get(c)["bc_agrees"] for c in view.get_ids()]
+        known = [value for value in order if value is not None]
+        assert known == sorted(known, reverse=direction == "desc") and len(known) == len(labelled)
+        blanks = [None] * (len(order) - len(known))
+        assert order in (known + blanks, blanks + known)  # the empty cells together, at one end
+    model = view._model
+    column = view.columns.index("bc_agrees")
+    cells = [model.data(model.index(i, column), Qt.DisplayRole) for i in range(model.rowCount())]
+    assert cells.count("") == len(table) - len(labelled) and "nan" not in map(str, cells)

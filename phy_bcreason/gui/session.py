@@ -209,6 +209,6 @@ class LiveReasons:
             return without_row(int(cluster_id) in self.pending, self.why_no_row(cluster_id))
         return values
 
-    def agrees(self, cluster_id: int, group) -> float:
+    def agrees(self, cluster_id: int, group) -> float | None:
         """bc_agrees: see `ColumnCache.agrees`."""
         return self.cache.agrees(self.explanation, cluster_id, group)
