@@ -10,13 +10,17 @@ from collections import Counter
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+import numpy as np
+import pytest
 from phy.gui.qt import QApplication
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QTreeWidgetItemIterator
 
 from phy_bcreason import explain_folder
-from phy_bcreason.gui.dock import STATUS_COLUMN
+from phy_bcreason.gui.dock import STATUS_COLUMN, dock_content
+from phy_bcreason.gui.session import LiveReasons
 from tests.test_live_metrics import merge_and_wait
+from tests.test_matlab import matlab_demo_folder
 from tests.test_plugin_gui import dock, rows, select, wait_for_plugin
 
 DECIDED = "decided the label"
@@ -153,3 +157,61 @@ def test_bc_agrees_is_an_empty_cell_where_unlabelled_and_sorts(ks_dataset_copy, 
     column = view.columns.index("bc_agrees")
     cells = [model.data(model.index(i, column), Qt.DisplayRole) for i in range(model.rowCount())]
     assert cells.count("") == len(table) - len(labelled) and "nan" not in map(str, cells)
+
+
+# -- numbers that read as nothing ---------------------------------------------------------------------------
+
+
+def tiny_margin_edit(explanation, cluster_id: int, margin: float) -> dict:
+    """A threshold edit after which ``cluster_id`` fails its one decisive rule by ``margin`` (relative, < 0)."""
+    (c,) = explanation.unit(cluster_id)["decisive"]
+    # margin = (threshold - value) / threshold for ">" (fails above), (value - threshold) / threshold for "<"
+    threshold = c["value"] / (1 - margin) if c["op"] == ">" else c["value"] / (1 + margin)
+    return {c["param"]: threshold}
+
+
+def rule_lines(lines):
+    """The dock's rows of single comparisons, in order (groups' members, not the groups)."""
+    for line in lines:
+        if line.depth > 0 and not line.children:
+            yield line
+        yield from rule_lines(line.children)
+
+
+def margin_cells(live) -> Counter:
+    """Checks every margin the dock and the bc_margin column show; counts the zero, tiny and other ones."""
+    explanation, seen = live.explanation, Counter()
+    for cluster_id in explanation.cluster_ids.tolist():
+        margins = [c["margin"] for c in explanation.comparisons(cluster_id)]
+        cells = [line.cells[4] for line in rule_lines(dock_content(live, cluster_id).lines)]
+        assert len(cells) == len(margins)
+        for margin, cell in zip(margins, cells):
+            if margin is None:
+                assert cell == ""
+            elif margin == 0:
+                assert cell == "0", (cluster_id, cell)
+                seen["zero"] += 1
+            else:
+                assert cell.startswith("+" if margin > 0 else "-") and float(cell) != 0, (cluster_id, margin, cell)
+                assert float(cell) == pytest.approx(margin, rel=0.01)
+                seen["tiny" if abs(margin) < 0.001 else "other"] += 1
+        flip = explanation.flip_margins[explanation.row_of(cluster_id)]
+        column = live.column_values(cluster_id)["bc_margin"]
+        if np.isfinite(flip) and flip != 0:
+            assert column != 0 and np.sign(column) == np.sign(flip), (cluster_id, flip, column)
+            assert column == pytest.approx(flip, rel=0.01)
+    return seen
+
+
+def test_margins_never_read_zero_unless_zero(ks_dataset_copy, tmp_path):
+    live = LiveReasons.load(ks_dataset_copy)
+    saved = live.explanation
+    mua = next(c for c, label, n in zip(saved.cluster_ids.tolist(), saved.labels, saved.n_decisive)
+               if label == "MUA" and n == 1 and saved.unit(c)["decisive"][0]["value"] > 0)
+    live.set_overrides(tiny_margin_edit(saved, mua, -0.0004))
+    row = live.explanation.row_of(mua)
+    assert live.explanation.labels[row] == "MUA" and -0.0005 < live.explanation.flip_margins[row] < 0
+    seen = margin_cells(live)
+    assert seen["tiny"] and seen["other"]
+    # MATLAB's demo has counts exactly at their threshold (nTroughs 1, maxNTroughs 1): those read 0
+    assert margin_cells(LiveReasons.load(matlab_demo_folder(tmp_path / "matlab")))["zero"]

@@ -31,7 +31,7 @@ class ColumnCache:
         if explanation is None:
             return
         rows = slice(None) if cluster_ids is None else [explanation.rows[int(c)] for c in cluster_ids]
-        margins = [round(m, 3) if math.isfinite(m) else math.nan for m in explanation.flip_margins[rows].tolist()]
+        margins = [rounded_margin(m) for m in explanation.flip_margins[rows].tolist()]
         flags = [f"rules: {ours or '(empty)'}" if flagged else "" for ours, flagged in
                  zip(explanation.rule_labels[rows].tolist(), explanation.flagged[rows].tolist())]
         columns = {
@@ -58,6 +58,16 @@ class ColumnCache:
         if self._groups_of is not explanation:  # once per explanation (what-if edits make a new one)
             self._groups, self._groups_of = bombcell_groups(explanation), explanation
         return float(self._groups[row] == group) if self._groups[row] else None
+
+
+def rounded_margin(margin: float) -> float:
+    """bc_margin: three decimals, more where a margin is smaller (a margin of 0.0004 read 0, and -0.0004 read -0,
+    in Phy's table); NaN where there is none."""
+    if not math.isfinite(margin):
+        return math.nan
+    if margin == 0:
+        return 0.0
+    return round(margin, max(3, 2 - math.floor(math.log10(abs(margin)))))
 
 
 def without_row(computing: bool, why: str) -> dict:
