@@ -159,6 +159,24 @@ def test_bc_agrees_is_an_empty_cell_where_unlabelled_and_sorts(ks_dataset_copy, 
     assert cells.count("") == len(table) - len(labelled) and "nan" not in map(str, cells)
 
 
+def test_matlab_results_say_in_one_line_what_is_not_available(tmp_path, open_phy):
+    ks = matlab_demo_folder(tmp_path)
+    controller, gui = open_phy(ks)
+    shown(gui)
+    wait_for_plugin(controller)
+    view = dock(gui)
+    select(controller, [0])
+    QApplication.processEvents()
+    evidence = view.evidence
+    assert not evidence.scroll.isVisibleTo(view)  # no empty picture area
+    text = evidence.status.text()
+    assert text.startswith("Not available for MATLAB Bombcell results:")
+    assert "pictures" in text and "merged or split" in text and "MATLAB" in text.split(":", 1)[1]
+    # one line where the pictures would be: the rule table gets the rest
+    assert evidence.height() <= 3 * evidence.status.fontMetrics().height()
+    assert view.tree.height() > 5 * evidence.height()
+
+
 # -- numbers that read as nothing ---------------------------------------------------------------------------
 
 

@@ -18,11 +18,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.rules import PYTHON
-from ..live.evidence import no_pictures
 from ..tuning.whatif import population
 from .guard import guarded
 from .session import LiveReasons
+from .status import NOT_AVAILABLE
 
 
 class EvidencePanel(QWidget):
@@ -57,6 +56,11 @@ class EvidencePanel(QWidget):
                                               what="the picture"))
         self._width = 0
         self._waiting = False
+        # results of another classifier get no pictures: one line where they would be, the rules above get the room
+        self.unavailable = NOT_AVAILABLE.get(live.results.classifier) if live.results is not None else None
+        if self.unavailable:
+            self.status.setText(self.unavailable)
+            self.scroll.setVisible(False)
 
     def width_px(self) -> int:
         """The picture's width: the panel's, in steps of 40 px so that pictures can be reused, within 400-1000 px
@@ -70,14 +74,20 @@ class EvidencePanel(QWidget):
         self.cluster_id, self.summary, self.png = cluster_id, None, None
         self.image.clear()
         self.image.resize(0, 0)
-        if cluster_id is None or live.explanation is None:
-            self.status.setText("")
+        if self.unavailable:
             return
-        if live.results is None or live.results.classifier != PYTHON:
-            self.status.setText(no_pictures(live.results.classifier if live.results is not None else None))
+        if live.explanation is None:
+            self.status.setText("No pictures: there are no Bombcell results to draw them from (why: above).")
+            return
+        if cluster_id is None:
+            self.status.setText("Select a cluster: pictures of what Bombcell measured for it are drawn here.")
+            return
+        if cluster_id in live.pending:
+            self.status.setText("Pictures of what Bombcell measured are drawn here once this cluster's metrics "
+                                "are recomputed.")
             return
         if not live.has_row(cluster_id):
-            self.status.setText("")  # computing: drawn once its metrics are in
+            self.status.setText("No pictures: this cluster has no Bombcell row (why: above).")
             return
         if self.request is None:
             self.status.setText("Pictures of what Bombcell measured are drawn when the dock runs in Phy.")
@@ -117,6 +127,9 @@ class EvidencePanel(QWidget):
     @guarded
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
+        if self.unavailable:  # as high as its line, at this width
+            self.setMaximumHeight(self.status.heightForWidth(self.width()) + 2)
+            return
         if self.cluster_id is not None and self.request is not None and \
                 (self.width_px() != self._width or self._waiting) and self.shown():
             self._resized.start()

@@ -16,6 +16,16 @@ NOT_RECOMPUTED = {
                     "here: re-run bombcell.run_bombcell_qc on the curated sorting to label it",
 }
 
+# What the dock cannot show for these classifiers' results, and why: one line where the pictures would be.
+NOT_AVAILABLE = {
+    MATLAB: "Not available for MATLAB Bombcell results: pictures of what Bombcell measured, and labels for merged or "
+            "split clusters (both need Python Bombcell's metric functions; MATLAB Bombcell computed its metrics in "
+            "MATLAB).",
+    SPIKEINTERFACE: "Not available for SpikeInterface's Bombcell results: pictures of what Bombcell measured, and "
+                    "labels for merged or split clusters (both need Python Bombcell's metric functions; "
+                    "SpikeInterface computed its metrics from its SortingAnalyzer).",
+}
+
 
 def counts(live, cluster_ids=None) -> str:
     """'8 GOOD, 7 NOISE, 6 MUA, 4 NON-SOMA; 1 recomputed live': the bc_label column of these clusters (the ones
@@ -27,7 +37,6 @@ def counts(live, cluster_ids=None) -> str:
     summary = ", ".join(f"{n} {label}" for label, n in labels.replace("", "(empty)").value_counts().items())
     recomputed = sum(c in live.live_spikes for c in cluster_ids)
     return summary + (f"; {recomputed} recomputed live" if recomputed else "")
-
 
 def status_line(live, cluster_ids=None) -> str:
     """The status bar's line: who labelled, from where, and the labels of ``cluster_ids`` (Phy's clusters of now:
