@@ -159,6 +159,21 @@ def test_bc_agrees_is_an_empty_cell_where_unlabelled_and_sorts(ks_dataset_copy, 
     assert cells.count("") == len(table) - len(labelled) and "nan" not in map(str, cells)
 
 
+def test_population_names_its_rule_first(ks_dataset_copy, open_phy):
+    controller, gui = open_phy(ks_dataset_copy)
+    shown(gui)
+    wait_for_plugin(controller)
+    view = dock(gui)
+    view.tabs.setCurrentWidget(view.population)
+    QApplication.processEvents()
+    table = view.population.table
+    assert table.horizontalHeaderItem(0).text() == "rule"
+    rules = [rule.name for rule in controller.phy_bcreason.live.explanation.rules]
+    assert [table.item(i, 0).text() for i in range(table.rowCount())] == list(view.population.table_frame["rule"])
+    assert set(rules) >= {table.item(i, 0).text() for i in range(table.rowCount())}
+    assert "Click a rule" in view.population.hint.text()
+
+
 def test_matlab_results_say_in_one_line_what_is_not_available(tmp_path, open_phy):
     ks = matlab_demo_folder(tmp_path)
     controller, gui = open_phy(ks)

@@ -141,7 +141,9 @@ class EvidencePanel(QWidget):
             self._resized.start()
 
 
-POPULATION_HEADERS = ("decides", "also fails", "within 10%", "flips at ±10%", "rule")
+POPULATION_HEADERS = ("rule", "decides", "also fails", "within 10%", "flips at ±10%")  # the rule first: never cut
+POPULATION_HINT = ("Click a rule to see its metric over all clusters, with its threshold and the selected cluster; "
+                   "click the plot or type a value to try another threshold.")
 
 
 class PopulationPanel(QWidget):
@@ -163,24 +165,34 @@ class PopulationPanel(QWidget):
         self.threshold = QLineEdit()
         self.threshold.setPlaceholderText("threshold")
         self.threshold.returnPressed.connect(guarded(self._typed, what="the Population threshold"))
+        self.hint = QLabel(POPULATION_HINT)  # until a rule is shown: what clicking one shows
+        self.hint.setWordWrap(True)
+        self.hint.setStyleSheet("color: #9a9a9a;")
         self.plot_area = QVBoxLayout()
         layout = QVBoxLayout(self)
         layout.addWidget(self.table, 1)
+        layout.addWidget(self.hint)
         layout.addLayout(self.plot_area, 1)
-        row = QHBoxLayout()
+        self.threshold_row = QWidget()  # shown with a rule: typing a threshold needs one
+        row = QHBoxLayout(self.threshold_row)
+        row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(QLabel("threshold:"))
         row.addWidget(self.threshold)
-        layout.addLayout(row)
+        self.threshold_row.setVisible(False)
+        layout.addWidget(self.threshold_row)
 
     def refresh(self) -> None:
         live = self.live
         if live.explanation is None or live.results is None:
+            self.table.setVisible(False)
+            self.hint.setText("No Bombcell results: how many units each rule decides appears here once they load "
+                              "(why: above).")
             return
         # the rows recomputed live too: the explanation has the clusters of now, merged and split ones included
         self.table_frame = population(live.all_results(), live.overrides, live.explanation)
         self.table.setRowCount(len(self.table_frame))
         for i, rule in enumerate(self.table_frame.itertuples()):
-            cells = (rule.decides, rule.also_fails, rule.within, rule.flips, rule.rule)
+            cells = (rule.rule, rule.decides, rule.also_fails, rule.within, rule.flips)
             for column, value in enumerate(cells):
                 self.table.setItem(i, column, QTableWidgetItem(str(value)))
         self.table.resizeColumnsToContents()
@@ -203,6 +215,8 @@ class PopulationPanel(QWidget):
         live, self.rule_index, shown = self.live, index, self.shown_cluster()
         explanation = live.explanation
         rule = explanation.rules[index]
+        self.hint.setVisible(False)
+        self.threshold_row.setVisible(True)
         self._ensure_canvas()
         ax = self.axes
         ax.clear()
