@@ -130,6 +130,42 @@ def test_status_bar_counts_follow_merge_undo_and_redo(ks_dataset_copy, open_phy)
     assert said == counts_of_existing_clusters(controller) and said[1] == 1, gui.status_message
 
 
+# -- empty states say what will appear and when -----------------------------------------------------------
+
+
+def test_your_labels_say_what_appears_before_and_after_labelling(ks_dataset_copy, open_phy):
+    explanation = explain_folder(ks_dataset_copy)
+    controller, gui = open_phy(ks_dataset_copy)
+    shown(gui)
+    wait_for_plugin(controller)
+    view = dock(gui)
+    view.tabs.setCurrentWidget(view.concordance)
+    QApplication.processEvents()
+    panel = view.concordance
+    # before any labelling: no blank 1/2/3 grid, no empty tables; a sentence says what appears, and when
+    for table in (panel.counts, panel.disagreements, panel.suggested):
+        assert not table.isVisibleTo(panel)
+    assert "Alt+G" in panel.summary.text() and "appear here" in panel.summary.text()
+    assert panel.summary.isVisibleTo(panel)
+
+    # labels that agree with Bombcell everywhere: the counts appear, the empty tables say why they are empty
+    groups = {"good": [], "noise": []}
+    for cluster_id, label in zip(explanation.cluster_ids.tolist(), explanation.labels.tolist()):
+        if label in ("GOOD", "NOISE"):
+            groups[label.lower()].append(cluster_id)
+    for group, ids in groups.items():
+        controller.supervisor.move(group, ids)
+        controller.supervisor.block()
+    QApplication.processEvents()
+    view.refresh()
+    assert panel.counts.isVisibleTo(panel)
+    assert panel.counts.horizontalHeaderItem(0).text() == "you: good"
+    assert not panel.disagreements.isVisibleTo(panel) and not panel.suggested.isVisibleTo(panel)
+    assert panel.disagreements_note.isVisibleTo(panel) and "agree" in panel.disagreements_note.text()
+    assert panel.suggested_note.isVisibleTo(panel)
+    assert "no single threshold agrees better" in panel.suggested_note.text()
+
+
 def test_bc_agrees_is_an_empty_cell_where_unlabelled_and_sorts(ks_dataset_copy, open_phy):
     """README: "empty where unlabelled". Phy's table shows None as an empty cell (and "nan" for NaN, which
     compares false with everything, so a column with NaN sorts in no order)."""

@@ -250,6 +250,9 @@ class PopulationPanel(QWidget):
             self._edit(f"{event.xdata:.6g}")
 
 
+NO_LABELS = ("Label clusters good, mua or noise in Phy (Alt+G, Alt+M, Alt+N) to compare them with Bombcell's labels: "
+             "how many agree, the clusters you disagree on and thresholds that would agree better appear here as you "
+             "label.")
 AGREEMENT_NOTE = ("A Bombcell label agrees with the Phy group it names; a non-somatic unit with good or mua by its MUA "
                   "tests (as Bombcell's split labels say). Suggestions are checked by the same rules; double-click "
                   "one to try it as a what-if.")
@@ -277,14 +280,34 @@ class ConcordancePanel(QWidget):
         self.suggested = QTableWidget(0, 3)
         self.suggested.setHorizontalHeaderLabels(["threshold", "agree", "flips (all units)"])
         self.suggested.cellDoubleClicked.connect(guarded(lambda row, column: self.apply(row), what="a suggestion"))
-        together = QPushButton("Suggest together (with a held-out estimate)")
-        together.clicked.connect(guarded(self.suggest_together, what="Suggest together"))
+        self.together = QPushButton("Suggest together (with a held-out estimate)")
+        self.together.clicked.connect(guarded(self.suggest_together, what="Suggest together"))
+        # an empty table says why it is empty instead
+        self.disagreements_note = QLabel()
+        self.suggested_note = QLabel()
         for table in (self.counts, self.disagreements, self.suggested):
             table.setEditTriggers(QTableWidget.NoEditTriggers)
             table.horizontalHeader().setStretchLastSection(True)
         layout = QVBoxLayout(self)
-        for widget in (self.summary, note, self.counts, self.disagreements, self.suggested, together):
+        for widget in (self.summary, note, self.counts, self.disagreements, self.disagreements_note, self.suggested,
+                       self.suggested_note, self.together):
+            if isinstance(widget, QLabel):
+                widget.setWordWrap(True)
             layout.addWidget(widget)
+        layout.addStretch(1)  # while the tables are hidden, the sentences stay at the top
+        self._show_parts(labelled=False)
+
+    def _show_parts(self, labelled: bool) -> None:
+        """Before any label: only the sentence saying what will appear; then each table, or why it is empty."""
+        self.counts.setVisible(labelled)
+        self.together.setVisible(labelled)
+        layout = self.layout()
+        layout.setStretch(layout.count() - 1, 0 if labelled else 1)  # the tables take the room when shown
+        has = {self.disagreements: labelled and self.disagreements.rowCount() > 0,
+               self.suggested: labelled and self.suggested.rowCount() > 0}
+        for table, note in ((self.disagreements, self.disagreements_note), (self.suggested, self.suggested_note)):
+            table.setVisible(has[table])
+            note.setVisible(labelled and not has[table])
 
     def _groups_on_disk(self) -> dict[int, str]:
         from ..tuning.concordance import read_groups
@@ -296,11 +319,18 @@ class ConcordancePanel(QWidget):
         from ..tuning.concordance import PHY_GROUPS, concordance, suggest
 
         live = self.live
-        groups = self.get_groups() if live.explanation is not None else {}
-        if not groups:
-            self.summary.setText("Label clusters good, mua or noise in Phy to compare them with Bombcell's labels.")
+        if live.explanation is None:
+            self.summary.setText("No Bombcell results to compare your labels with (why: above).")
+            self._show_parts(labelled=False)
             return
-        self.result = result = concordance(live.explanation, groups)
+        groups = self.get_groups()
+        self.result = result = concordance(live.explanation, groups) if groups else None
+        if result is None or not len(result.user):
+            self.summary.setText(NO_LABELS if not groups else
+                                 f"None of the {len(groups)} clusters you labelled has a Bombcell label to compare "
+                                 "with yet.")
+            self._show_parts(labelled=False)
+            return
         self.summary.setText(f"<b>{result.agree} of {len(result.user)}</b> labelled clusters agree with Bombcell")
         self.counts.setHorizontalHeaderLabels([f"you: {g}" for g in PHY_GROUPS])
         self.counts.setVerticalHeaderLabels([f"Bombcell: {g}" for g in PHY_GROUPS])
@@ -315,10 +345,15 @@ class ConcordancePanel(QWidget):
                 item.setToolTip(cell)
                 self.disagreements.setItem(i, k, item)
         self.disagreements.resizeColumnsToContents()
+        self.disagreements_note.setText(f"You agree with Bombcell on all {len(result.user)} labelled clusters: "
+                                        "those you disagree on will be listed here.")
         self.suggestions = [(s.param, s.suggested, f"{s.param} {s.current:.4g} -> {s.suggested:.4g}",
                              f"{s.agree_before} -> {s.agree_after}", s.flips)
                             for s in suggest(live.explanation, groups)]
+        self.suggested_note.setText("No suggestion: no single threshold agrees better with your labels than the "
+                                    "current one. Suggest together tries several thresholds at once.")
         self._fill_suggestions()
+        self._show_parts(labelled=True)
 
     def _fill_suggestions(self) -> None:
         self.suggested.setRowCount(len(self.suggestions))
@@ -341,6 +376,7 @@ class ConcordancePanel(QWidget):
                  f"{joint.held_out_after:.0%})")
         self.suggestions.insert(0, (dict(joint.overrides), None, name, agree, joint.flips))
         self._fill_suggestions()
+        self._show_parts(labelled=True)
 
     def apply(self, row: int) -> None:
         """A suggestion as a what-if (the dock's banner, List, Reset and Save… follow)."""
