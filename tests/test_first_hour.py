@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from phy.gui.qt import QApplication
 from qtpy.QtCore import Qt
-from qtpy.QtWidgets import QTreeWidgetItemIterator
+from qtpy.QtWidgets import QStyle, QStyleOptionButton, QTreeWidgetItemIterator
 
 from phy_bcreason import explain_folder
 from phy_bcreason.gui.dock import STATUS_COLUMN, dock_content
@@ -226,6 +226,27 @@ def test_matlab_results_say_in_one_line_what_is_not_available(tmp_path, open_phy
     # one line where the pictures would be: the rule table gets the rest
     assert evidence.height() <= 3 * evidence.status.fontMetrics().height()
     assert view.tree.height() > 5 * evidence.height()
+
+
+def test_switches_that_are_off_show_their_box(ks_dataset_copy, open_phy):
+    controller, gui = open_phy(ks_dataset_copy)
+    shown(gui)
+    view = dock(gui)
+    indicators = {}
+    for name, box in view.switches.items():
+        image = box.grab().toImage()
+        option = QStyleOptionButton()
+        box.initStyleOption(option)
+        rect = box.style().subElementRect(QStyle.SE_CheckBoxIndicator, option, box)
+        background = image.pixelColor(image.width() - 1, 0)
+        contrast = [max(abs(image.pixelColor(x, y).red() - background.red()),
+                        abs(image.pixelColor(x, y).green() - background.green()),
+                        abs(image.pixelColor(x, y).blue() - background.blue()))
+                    for x in range(rect.left(), rect.right() + 1) for y in range(rect.top(), rect.bottom() + 1)]
+        assert sum(c > 60 for c in contrast) >= 20, f"{name} (checked: {box.isChecked()}): no visible box"
+        indicators[box.isChecked()] = [image.pixelColor(x, y).name() for x in range(rect.left(), rect.right() + 1)
+                                       for y in range(rect.top(), rect.bottom() + 1)]
+    assert set(indicators) == {True, False} and indicators[True] != indicators[False]  # on and off look different
 
 
 # -- numbers that read as nothing ---------------------------------------------------------------------------

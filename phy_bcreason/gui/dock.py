@@ -107,8 +107,13 @@ class BombcellWhyView(QWidget):
         top.addWidget(self.chooser)
         top.addWidget(load)
         top.addWidget(copy)
+        # A dark background hides the unchecked box Qt draws: the switches' boxes are drawn here, off and on.
         self.setStyleSheet("QWidget { background-color: #151515; color: #dddddd; }"
-                           "QHeaderView::section { background-color: #262626; color: #dddddd; }")
+                           "QHeaderView::section { background-color: #262626; color: #dddddd; }"
+                           "QCheckBox::indicator { width: 12px; height: 12px; border: 1px solid #9a9a9a;"
+                           " border-radius: 2px; background-color: #262626; }"
+                           "QCheckBox::indicator:checked { background-color: #4a90d9; border-color: #cfe3f7; }"
+                           "QCheckBox::indicator:disabled { border-color: #5a5a5a; }")
         layout = QVBoxLayout(self)
         self.tabs = QTabWidget()
         self.evidence = EvidencePanel(live)
