@@ -48,8 +48,8 @@ class ColumnCache:
 
     def agrees(self, explanation, cluster_id: int, group) -> float | None:
         """bc_agrees: 1 where the user's Phy group agrees with Bombcell's label, 0 where not, None (an empty cell:
-        Phy's table shows None as nothing, NaN as "nan", and sorts None last) where the cluster is not labelled
-        good/mua/noise or has no Bombcell label."""
+        Phy's table shows None as nothing and sorts it above every value, NaN as "nan" in no order) where the
+        cluster is not labelled good/mua/noise or has no Bombcell label."""
         from ..tuning.concordance import PHY_GROUPS, bombcell_groups
 
         row = explanation.rows.get(int(cluster_id)) if explanation is not None else None
