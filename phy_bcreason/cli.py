@@ -12,7 +12,7 @@ import pandas as pd
 
 from . import install
 from ._version import __version__
-from .core.engine import STATUS_NAMES, Explanation
+from .core.engine import STATUS_NAMES, Explanation, margin_text
 from .core.errors import UserError
 from .core.judge import explain
 from .core.rules import MATLAB, PYTHON
@@ -38,7 +38,7 @@ def format_comparison(c: dict) -> str:
         return f"{c['metric']} is NaN"
     value = "NaN" if c["value"] is None else f"{c['value']:.4g}"
     threshold = "NaN" if c["threshold"] is None else f"{c['threshold']:.4g}"
-    margin = "" if c["margin"] is None else f"  (margin {c['margin']:+.3g})"
+    margin = "" if c["margin"] is None else f"  (margin {margin_text(c['margin'])})"
     return f"{c['metric']} {value} {c['op']} {c['param']} {threshold}{margin}"
 
 

@@ -65,7 +65,7 @@ class BombcellReasonPlugin(IPlugin):
             return supervisor.cluster_meta.get("group", cluster_id)
         return self.controller.model.metadata.get("group", {}).get(cluster_id)  # before Phy's supervisor exists
 
-    def agrees(self, cluster_id: int) -> float:
+    def agrees(self, cluster_id: int) -> float | None:
         return self.live.agrees(cluster_id, self.user_group(cluster_id))
 
     def user_groups(self) -> dict[int, str]:
@@ -109,7 +109,7 @@ class BombcellReasonPlugin(IPlugin):
         self._hide_failures = show_failures_in(lambda sentence: setattr(gui, "status_message", sentence))
         for note in live.notes():
             logger.info("phy-bcreason: note: %s", note)
-        gui.status_message = live.status_line()
+        self.show_status()
         if not gui.list_views(VIEW_NAME) and not gui.state.get("phy_bcreason_dock_shown"):
             gui.create_and_add_view(VIEW_NAME)  # first time only; later the user's layout decides
         gui.state["phy_bcreason_dock_shown"] = True
@@ -153,6 +153,21 @@ class BombcellReasonPlugin(IPlugin):
             self.refresh(up.added)
         if up.description == "metadata_group":  # the user labelled clusters: agreement follows
             self.refresh(up.metadata_changed)
+        elif up.added or up.deleted:  # a merge, a split, their undo or redo: the counts follow
+            self.show_status(after_phy=True)
+
+    def existing(self) -> list[int]:
+        """The clusters that exist in Phy now."""
+        return self.supervisor.clustering.cluster_ids.tolist()
+
+    def show_status(self, after_phy: bool = False) -> None:
+        """The session's line in the status bar, counting the clusters that exist now; ``after_phy``: behind the
+        sentence Phy has just written about what it did ("Merge clusters 9, 10 to 27.", "Undo cluster assign.")."""
+        line = self.live.status_line(self.existing())
+        said = self.gui.status_message
+        if after_phy and said and not said.startswith("phy-bcreason"):
+            line = f"{said} {line}"
+        self.gui.status_message = line
 
     def compute_live(self, cluster_ids, on_open: bool = False) -> list[int]:
         """Clusters Bombcell never saw: show them as computing, recompute their metrics off the GUI thread (at
@@ -171,7 +186,10 @@ class BombcellReasonPlugin(IPlugin):
         if self.closed or update is None:
             return
         self.refresh(self.live.add_live(update))
-        self.gui.status_message = self.live.status_line() if on_open else self.live.live_status(update.cluster_ids)
+        if on_open:
+            self.show_status()
+        else:
+            self.gui.status_message = self.live.live_status(update.cluster_ids, self.existing())
 
     def _apply_judgement(self, judged) -> None:
         """Bombcell's own labels, computed off the GUI thread, judge the rule table's."""
@@ -188,7 +206,7 @@ class BombcellReasonPlugin(IPlugin):
     def _set_overrides(self, overrides: dict) -> None:
         """A what-if edit from a dock: re-explain every cluster, update columns, docks, status bar."""
         self.refresh(self.live.set_overrides(overrides))
-        self.gui.status_message = self.live.status_line()
+        self.show_status()
         if not overrides and self.listing:  # reset: drop the filter that List set
             self.supervisor.cluster_view.filter("")
             self.listing = False

@@ -163,7 +163,7 @@ def test_labelling_in_phy_updates_agreement_and_a_suggestion_applies_as_a_what_i
     controller, gui = open_phy(ks_dataset_copy)
     wait_for_plugin(controller)
     supervisor = controller.supervisor
-    assert all(np.isnan(row["bc_agrees"]) for row in rows(controller).values())  # nothing labelled yet
+    assert all(row["bc_agrees"] is None for row in rows(controller).values())  # nothing labelled: empty
     for group in ("good", "mua", "noise"):
         ids = [c for c, g in groups.items() if g == group]
         supervisor.move(group, ids)

@@ -296,7 +296,7 @@ def test_no_pictures_for_matlab_results(capsys, tmp_path, open_phy):
     (view,) = gui.list_views("BombcellWhyView")
     controller.supervisor.select([0])
     assert wait(lambda: view.shown_id == 0, 10)
-    assert view.evidence.status.text().startswith("No pictures for MATLAB Bombcell results")
+    assert view.evidence.status.text().startswith("Not available for MATLAB Bombcell results: pictures")
     assert view.evidence.png is None and view.evidence.request is None
 
 

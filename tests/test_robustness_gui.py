@@ -267,9 +267,11 @@ def test_usable_cases_in_phy(name, ks_dataset_copy, open_phy):
     status = gui.status_message
     notes = [n for n in expected.notes if "classifier could not check" not in n]
     assert all(any(fragment in n for n in notes) for fragment in case.notes)
-    if case.status is None:
-        counts = pd.Series(expected.labels).replace("", "(empty)").value_counts()  # row 42 has no spikes
+    if case.status is None:  # the labels of the clusters Phy has, as their bc_label column shows them
+        labels = pd.Series([shown[c]["bc_label"] for c in sorted(shown)], dtype=object)
+        counts = labels.replace("", "(empty)").value_counts()  # row 42 has no spikes
         summary = ", ".join(f"{n} {label}" for label, n in counts.items())
+        summary += f"; {len(case.live)} recomputed live" if case.live else ""
         assert status.startswith(f"phy-bcreason: Python Bombcell labels from {expected.source}: {summary}")
         assert ("see the why? dock" in status) == bool(notes)
     else:

@@ -244,6 +244,12 @@ class Explanation:
         )
 
 
+def margin_text(margin: float) -> str:
+    """A margin as people read it (the dock, the CLI): signed, three significant digits, so that a margin that is
+    not zero never reads +0 or -0 (+0.0004), and 0 on the threshold itself."""
+    return "0" if margin == 0 else f"{margin:+.3g}"
+
+
 def _plain(x) -> float | None:
     x = float(x)
     return x if np.isfinite(x) else None

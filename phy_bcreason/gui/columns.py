@@ -11,7 +11,7 @@ from ..live.metrics import MATLAB_TSV_NAMES, NOT_METRICS
 COLUMNS = ("bc_label", "bc_classificationReason", "bc_nFailed", "bc_margin", "bc_source", "bc_flag")
 # Static files Bombcell (or an earlier export) leaves in the Kilosort folder whose columns these replace.
 REPLACED_METADATA = ("bc_unitType", "bc_label", "bc_classificationReason", "bc_nFailed", "bc_margin", "bc_flag")
-AGREES = "bc_agrees"  # 1 where your Phy group agrees with Bombcell's label, 0 where not
+AGREES = "bc_agrees"  # 1 where your Phy group agrees with Bombcell's label, 0 where not, empty elsewhere
 NO_ROW_LABEL = "(no row)"
 COMPUTING_LABEL = "(computing)"
 # bc_source: where a cluster's metrics come from
@@ -31,7 +31,7 @@ class ColumnCache:
         if explanation is None:
             return
         rows = slice(None) if cluster_ids is None else [explanation.rows[int(c)] for c in cluster_ids]
-        margins = [round(m, 3) if math.isfinite(m) else math.nan for m in explanation.flip_margins[rows].tolist()]
+        margins = [rounded_margin(m) for m in explanation.flip_margins[rows].tolist()]
         flags = [f"rules: {ours or '(empty)'}" if flagged else "" for ours, flagged in
                  zip(explanation.rule_labels[rows].tolist(), explanation.flagged[rows].tolist())]
         columns = {
@@ -46,17 +46,28 @@ class ColumnCache:
     def get(self, cluster_id: int) -> dict | None:
         return self.columns.get(int(cluster_id))
 
-    def agrees(self, explanation, cluster_id: int, group) -> float:
-        """bc_agrees: 1 where the user's Phy group agrees with Bombcell's label, 0 where not, NaN where the
+    def agrees(self, explanation, cluster_id: int, group) -> float | None:
+        """bc_agrees: 1 where the user's Phy group agrees with Bombcell's label, 0 where not, None (an empty cell:
+        Phy's table shows None as nothing and sorts it above every value, NaN as "nan" in no order) where the
         cluster is not labelled good/mua/noise or has no Bombcell label."""
         from ..tuning.concordance import PHY_GROUPS, bombcell_groups
 
         row = explanation.rows.get(int(cluster_id)) if explanation is not None else None
         if row is None or group not in PHY_GROUPS or explanation.undetermined[row]:
-            return math.nan
+            return None
         if self._groups_of is not explanation:  # once per explanation (what-if edits make a new one)
             self._groups, self._groups_of = bombcell_groups(explanation), explanation
-        return float(self._groups[row] == group) if self._groups[row] else math.nan
+        return float(self._groups[row] == group) if self._groups[row] else None
+
+
+def rounded_margin(margin: float) -> float:
+    """bc_margin: three decimals, more where a margin is smaller (a margin of 0.0004 read 0, and -0.0004 read -0,
+    in Phy's table); NaN where there is none."""
+    if not math.isfinite(margin):
+        return math.nan
+    if margin == 0:
+        return 0.0
+    return round(margin, max(3, 2 - math.floor(math.log10(abs(margin)))))
 
 
 def without_row(computing: bool, why: str) -> dict:

@@ -105,8 +105,13 @@ class BombcellWhyView(QWidget):
         top.addWidget(self.chooser)
         top.addWidget(load)
         top.addWidget(copy)
+        # A dark background hides the unchecked box Qt draws: the switches' boxes are drawn here, off and on.
         self.setStyleSheet("QWidget { background-color: #151515; color: #dddddd; }"
-                           "QHeaderView::section { background-color: #262626; color: #dddddd; }")
+                           "QHeaderView::section { background-color: #262626; color: #dddddd; }"
+                           "QCheckBox::indicator { width: 12px; height: 12px; border: 1px solid #9a9a9a;"
+                           " border-radius: 2px; background-color: #262626; }"
+                           "QCheckBox::indicator:checked { background-color: #4a90d9; border-color: #cfe3f7; }"
+                           "QCheckBox::indicator:disabled { border-color: #5a5a5a; }")
         layout = QVBoxLayout(self)
         self.tabs = QTabWidget()
         self.evidence = EvidencePanel(live)
@@ -220,6 +225,9 @@ class BombcellWhyView(QWidget):
             self.concordance.refresh()
 
     def _show(self, cluster_id: int | None) -> None:
+        # the same rules redrawn (a what-if edit) keep their scroll; a cluster newly shown, or whose rules just
+        # arrived (recomputed live), shows the rows that decided it
+        again = cluster_id is not None and cluster_id == self.shown_id and bool(self.content and self.content.lines)
         self.shown_id = cluster_id
         if cluster_id is None:
             message = "Select a cluster to see why Bombcell labelled it."
@@ -239,7 +247,7 @@ class BombcellWhyView(QWidget):
         notes = self.live.notes()
         self.notes.setText("\n".join(f"note: {note}" for note in notes))
         self.notes.setVisible(bool(notes))
-        self._fill_tree(self.content.lines)
+        self._fill_tree(self.content.lines, again)
         self._filling = True
         params = self.live.explanation.params if self.live.explanation is not None else {}
         for name, box in self.switches.items():
@@ -253,8 +261,9 @@ class BombcellWhyView(QWidget):
             self.whatif.setText(line)
         self.evidence.show_cluster(cluster_id)
 
-    def _fill_tree(self, lines: list[Line]) -> None:
+    def _fill_tree(self, lines: list[Line], keep_scroll: bool = False) -> None:
         self._filling = True
+        scrolled = self.tree.verticalScrollBar().value()
         self.tree.setUpdatesEnabled(False)
         self.tree.clear()
 
@@ -279,9 +288,12 @@ class BombcellWhyView(QWidget):
                 for column in range(len(HEADERS)):
                     item.setFont(column, font)
             parent.addChild(item) if isinstance(parent, QTreeWidgetItem) else parent.addTopLevelItem(item)
+            if decisive[0] is None and line.depth > 0 and line.status == "decisive":
+                decisive[0] = item
             for child in line.children:
                 add(item, child)
 
+        decisive = [None]  # the first rule (or group) row that decided the label
         for line in lines:
             add(self.tree, line)
         self.tree.expandAll()
@@ -289,7 +301,25 @@ class BombcellWhyView(QWidget):
             self.tree.resizeColumnToContents(column)
         self.tree.setColumnWidth(0, 200)  # long names are elided (full text in the tooltip)
         self.tree.setUpdatesEnabled(True)
+        if keep_scroll:
+            self.tree.verticalScrollBar().setValue(scrolled)
+        else:
+            self._scroll_to(decisive[0])
         self._filling = False
+
+    def _scroll_to(self, decisive: QTreeWidgetItem | None) -> None:
+        """Qt keeps the previous cluster's scroll position: show the first row that decided this cluster, under
+        its block's row if both fit (the top, for a cluster nothing decided against)."""
+        tree = self.tree
+        if decisive is None:
+            tree.scrollToTop()
+            return
+        block = decisive
+        while block.parent() is not None:
+            block = block.parent()
+        tree.scrollToItem(block, QTreeWidget.PositionAtTop)
+        if tree.visualItemRect(decisive).bottom() > tree.viewport().height():
+            tree.scrollToItem(decisive, QTreeWidget.PositionAtTop)
 
     def text(self) -> str:
         return content_text(self.content) if self.content else ""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..core.engine import RUN_SPELLING, STATUS_NAMES, STATUS_TEXT
+from ..core.engine import RUN_SPELLING, STATUS_NAMES, STATUS_TEXT, margin_text
 from ..core.rules import BLOCK_TITLES, BLOCKS, GROUP_PHRASES, GROUP_TESTS, SPIKEINTERFACE
 
 HEADERS = ("metric", "value", "test", "threshold", "margin", "status", "parameter")
@@ -44,7 +44,7 @@ def _rule_line(c: dict, depth: int) -> Line:
     test, threshold = ("is NaN", "") if c["op"] == "isnan" else (c["op"], _fmt(c["threshold"]))
     if c["status"] == "threshold_missing":
         threshold = "missing"
-    margin = "" if c["margin"] is None else f"{c['margin']:+.3g}"
+    margin = "" if c["margin"] is None else margin_text(c["margin"])
     metric = f"|{c['metric']}|" if c["abs"] else c["metric"]
     cells = (metric, _fmt(c["value"]), test, threshold, margin, status_text, c["param"] or "")
     return Line(depth, cells, c["status"], param=c["param"])

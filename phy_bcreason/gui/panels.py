@@ -18,11 +18,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ..core.rules import PYTHON
-from ..live.pictures import no_pictures
 from ..tuning.whatif import population
 from .guard import guarded
 from .session import LiveReasons
+from .status import NOT_AVAILABLE
 
 
 class EvidencePanel(QWidget):
@@ -57,6 +56,11 @@ class EvidencePanel(QWidget):
                                               what="the picture"))
         self._width = 0
         self._waiting = False
+        # results of another classifier get no pictures: one line where they would be, the rules above get the room
+        self.unavailable = NOT_AVAILABLE.get(live.results.classifier) if live.results is not None else None
+        if self.unavailable:
+            self.status.setText(self.unavailable)
+            self.scroll.setVisible(False)
 
     def width_px(self) -> int:
         """The picture's width: the panel's, in steps of 40 px so that pictures can be reused, within 400-1000 px
@@ -70,14 +74,20 @@ class EvidencePanel(QWidget):
         self.cluster_id, self.summary, self.png = cluster_id, None, None
         self.image.clear()
         self.image.resize(0, 0)
-        if cluster_id is None or live.explanation is None:
-            self.status.setText("")
+        if self.unavailable:
             return
-        if live.results is None or live.results.classifier != PYTHON:
-            self.status.setText(no_pictures(live.results.classifier if live.results is not None else None))
+        if live.explanation is None:
+            self.status.setText("No pictures: there are no Bombcell results to draw them from (why: above).")
+            return
+        if cluster_id is None:
+            self.status.setText("Select a cluster: pictures of what Bombcell measured for it are drawn here.")
+            return
+        if cluster_id in live.pending:
+            self.status.setText("Pictures of what Bombcell measured are drawn here once this cluster's metrics "
+                                "are recomputed.")
             return
         if not live.has_row(cluster_id):
-            self.status.setText("")  # computing: drawn once its metrics are in
+            self.status.setText("No pictures: this cluster has no Bombcell row (why: above).")
             return
         if self.request is None:
             self.status.setText("Pictures of what Bombcell measured are drawn when the dock runs in Phy.")
@@ -117,6 +127,9 @@ class EvidencePanel(QWidget):
     @guarded
     def resizeEvent(self, event) -> None:
         super().resizeEvent(event)
+        if self.unavailable:  # as high as its line, at this width
+            self.setMaximumHeight(self.status.heightForWidth(self.width()) + 2)
+            return
         if self.cluster_id is not None and self.request is not None and \
                 (self.width_px() != self._width or self._waiting) and self.shown():
             self._resized.start()
@@ -128,7 +141,9 @@ class EvidencePanel(QWidget):
             self._resized.start()
 
 
-POPULATION_HEADERS = ("decides", "also fails", "within 10%", "flips at ±10%", "rule")
+POPULATION_HEADERS = ("rule", "decides", "also fails", "within 10%", "flips at ±10%")  # the rule first: never cut
+POPULATION_HINT = ("Click a rule to see its metric over all clusters, with its threshold and the selected cluster; "
+                   "click the plot or type a value to try another threshold.")
 
 
 class PopulationPanel(QWidget):
@@ -150,24 +165,34 @@ class PopulationPanel(QWidget):
         self.threshold = QLineEdit()
         self.threshold.setPlaceholderText("threshold")
         self.threshold.returnPressed.connect(guarded(self._typed, what="the Population threshold"))
+        self.hint = QLabel(POPULATION_HINT)  # until a rule is shown: what clicking one shows
+        self.hint.setWordWrap(True)
+        self.hint.setStyleSheet("color: #9a9a9a;")
         self.plot_area = QVBoxLayout()
         layout = QVBoxLayout(self)
         layout.addWidget(self.table, 1)
+        layout.addWidget(self.hint)
         layout.addLayout(self.plot_area, 1)
-        row = QHBoxLayout()
+        self.threshold_row = QWidget()  # shown with a rule: typing a threshold needs one
+        row = QHBoxLayout(self.threshold_row)
+        row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(QLabel("threshold:"))
         row.addWidget(self.threshold)
-        layout.addLayout(row)
+        self.threshold_row.setVisible(False)
+        layout.addWidget(self.threshold_row)
 
     def refresh(self) -> None:
         live = self.live
         if live.explanation is None or live.results is None:
+            self.table.setVisible(False)
+            self.hint.setText("No Bombcell results: how many units each rule decides appears here once they load "
+                              "(why: above).")
             return
         # the rows recomputed live too: the explanation has the clusters of now, merged and split ones included
         self.table_frame = population(live.all_results(), live.overrides, live.explanation)
         self.table.setRowCount(len(self.table_frame))
         for i, rule in enumerate(self.table_frame.itertuples()):
-            cells = (rule.decides, rule.also_fails, rule.within, rule.flips, rule.rule)
+            cells = (rule.rule, rule.decides, rule.also_fails, rule.within, rule.flips)
             for column, value in enumerate(cells):
                 self.table.setItem(i, column, QTableWidgetItem(str(value)))
         self.table.resizeColumnsToContents()
@@ -190,6 +215,8 @@ class PopulationPanel(QWidget):
         live, self.rule_index, shown = self.live, index, self.shown_cluster()
         explanation = live.explanation
         rule = explanation.rules[index]
+        self.hint.setVisible(False)
+        self.threshold_row.setVisible(True)
         self._ensure_canvas()
         ax = self.axes
         ax.clear()
@@ -223,6 +250,9 @@ class PopulationPanel(QWidget):
             self._edit(f"{event.xdata:.6g}")
 
 
+NO_LABELS = ("Label clusters good, mua or noise in Phy (Alt+G, Alt+M, Alt+N) to compare them with Bombcell's labels: "
+             "how many agree, the clusters you disagree on and thresholds that would agree better appear here as you "
+             "label.")
 AGREEMENT_NOTE = ("A Bombcell label agrees with the Phy group it names; a non-somatic unit with good or mua by its MUA "
                   "tests (as Bombcell's split labels say). Suggestions are checked by the same rules; double-click "
                   "one to try it as a what-if.")
@@ -250,14 +280,34 @@ class ConcordancePanel(QWidget):
         self.suggested = QTableWidget(0, 3)
         self.suggested.setHorizontalHeaderLabels(["threshold", "agree", "flips (all units)"])
         self.suggested.cellDoubleClicked.connect(guarded(lambda row, column: self.apply(row), what="a suggestion"))
-        together = QPushButton("Suggest together (with a held-out estimate)")
-        together.clicked.connect(guarded(self.suggest_together, what="Suggest together"))
+        self.together = QPushButton("Suggest together (with a held-out estimate)")
+        self.together.clicked.connect(guarded(self.suggest_together, what="Suggest together"))
+        # an empty table says why it is empty instead
+        self.disagreements_note = QLabel()
+        self.suggested_note = QLabel()
         for table in (self.counts, self.disagreements, self.suggested):
             table.setEditTriggers(QTableWidget.NoEditTriggers)
             table.horizontalHeader().setStretchLastSection(True)
         layout = QVBoxLayout(self)
-        for widget in (self.summary, note, self.counts, self.disagreements, self.suggested, together):
+        for widget in (self.summary, note, self.counts, self.disagreements, self.disagreements_note, self.suggested,
+                       self.suggested_note, self.together):
+            if isinstance(widget, QLabel):
+                widget.setWordWrap(True)
             layout.addWidget(widget)
+        layout.addStretch(1)  # while the tables are hidden, the sentences stay at the top
+        self._show_parts(labelled=False)
+
+    def _show_parts(self, labelled: bool) -> None:
+        """Before any label: only the sentence saying what will appear; then each table, or why it is empty."""
+        self.counts.setVisible(labelled)
+        self.together.setVisible(labelled)
+        layout = self.layout()
+        layout.setStretch(layout.count() - 1, 0 if labelled else 1)  # the tables take the room when shown
+        has = {self.disagreements: labelled and self.disagreements.rowCount() > 0,
+               self.suggested: labelled and self.suggested.rowCount() > 0}
+        for table, note in ((self.disagreements, self.disagreements_note), (self.suggested, self.suggested_note)):
+            table.setVisible(has[table])
+            note.setVisible(labelled and not has[table])
 
     def _groups_on_disk(self) -> dict[int, str]:
         from ..tuning.concordance import read_groups
@@ -269,11 +319,18 @@ class ConcordancePanel(QWidget):
         from ..tuning.concordance import PHY_GROUPS, concordance, suggest
 
         live = self.live
-        groups = self.get_groups() if live.explanation is not None else {}
-        if not groups:
-            self.summary.setText("Label clusters good, mua or noise in Phy to compare them with Bombcell's labels.")
+        if live.explanation is None:
+            self.summary.setText("No Bombcell results to compare your labels with (why: above).")
+            self._show_parts(labelled=False)
             return
-        self.result = result = concordance(live.explanation, groups)
+        groups = self.get_groups()
+        self.result = result = concordance(live.explanation, groups) if groups else None
+        if result is None or not len(result.user):
+            self.summary.setText(NO_LABELS if not groups else
+                                 f"None of the {len(groups)} clusters you labelled has a Bombcell label to compare "
+                                 "with yet.")
+            self._show_parts(labelled=False)
+            return
         self.summary.setText(f"<b>{result.agree} of {len(result.user)}</b> labelled clusters agree with Bombcell")
         self.counts.setHorizontalHeaderLabels([f"you: {g}" for g in PHY_GROUPS])
         self.counts.setVerticalHeaderLabels([f"Bombcell: {g}" for g in PHY_GROUPS])
@@ -288,10 +345,15 @@ class ConcordancePanel(QWidget):
                 item.setToolTip(cell)
                 self.disagreements.setItem(i, k, item)
         self.disagreements.resizeColumnsToContents()
+        self.disagreements_note.setText(f"You agree with Bombcell on all {len(result.user)} labelled clusters: "
+                                        "those you disagree on will be listed here.")
         self.suggestions = [(s.param, s.suggested, f"{s.param} {s.current:.4g} -> {s.suggested:.4g}",
                              f"{s.agree_before} -> {s.agree_after}", s.flips)
                             for s in suggest(live.explanation, groups)]
+        self.suggested_note.setText("No suggestion: no single threshold agrees better with your labels than the "
+                                    "current one. Suggest together tries several thresholds at once.")
         self._fill_suggestions()
+        self._show_parts(labelled=True)
 
     def _fill_suggestions(self) -> None:
         self.suggested.setRowCount(len(self.suggestions))
@@ -314,6 +376,7 @@ class ConcordancePanel(QWidget):
                  f"{joint.held_out_after:.0%})")
         self.suggestions.insert(0, (dict(joint.overrides), None, name, agree, joint.flips))
         self._fill_suggestions()
+        self._show_parts(labelled=True)
 
     def apply(self, row: int) -> None:
         """A suggestion as a what-if (the dock's banner, List, Reset and Save… follow)."""

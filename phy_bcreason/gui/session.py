@@ -77,11 +77,12 @@ class LiveReasons:
     def _refresh_columns(self, cluster_ids=None) -> None:
         self.cache.refresh(self.explanation, self.live_spikes, cluster_ids)
 
-    def status_line(self) -> str:
-        return status.status_line(self)
+    def status_line(self, cluster_ids=None) -> str:
+        """``cluster_ids``: the clusters that exist in Phy now (every row of the explanation if None)."""
+        return status.status_line(self, cluster_ids)
 
-    def live_status(self, cluster_ids) -> str:
-        return status.live_status(self, cluster_ids)
+    def live_status(self, cluster_ids, existing=None) -> str:
+        return status.live_status(self, cluster_ids, existing)
 
     def source_line(self, cluster_id: int) -> str | None:
         return status.source_line(self, cluster_id)
@@ -209,6 +210,6 @@ class LiveReasons:
             return without_row(int(cluster_id) in self.pending, self.why_no_row(cluster_id))
         return values
 
-    def agrees(self, cluster_id: int, group) -> float:
+    def agrees(self, cluster_id: int, group) -> float | None:
         """bc_agrees: see `ColumnCache.agrees`."""
         return self.cache.agrees(self.explanation, cluster_id, group)

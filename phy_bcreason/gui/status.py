@@ -17,33 +17,53 @@ NOT_RECOMPUTED = {
                     "here: re-run bombcell.run_bombcell_qc on the curated sorting to label it",
 }
 
+# What the dock cannot show for these classifiers' results, and why: one line where the pictures would be.
+NOT_AVAILABLE = {
+    MATLAB: "Not available for MATLAB Bombcell results: pictures of what Bombcell measured, and labels for merged or "
+            "split clusters (both need Python Bombcell's metric functions; MATLAB Bombcell computed its metrics in "
+            "MATLAB).",
+    SPIKEINTERFACE: "Not available for SpikeInterface's Bombcell results: pictures of what Bombcell measured, and "
+                    "labels for merged or split clusters (both need Python Bombcell's metric functions; "
+                    "SpikeInterface computed its metrics from its SortingAnalyzer).",
+}
 
-def status_line(live) -> str:
+
+def counts(live, cluster_ids=None) -> str:
+    """'8 GOOD, 7 NOISE, 6 MUA, 4 NON-SOMA; 1 recomputed live': the bc_label column of these clusters (the ones
+    that exist in Phy now; every row of the explanation if None), counted, and how many were recomputed live."""
+    if cluster_ids is None:
+        cluster_ids = live.explanation.cluster_ids
+    cluster_ids = [int(c) for c in cluster_ids]
+    labels = pd.Series([live.column_values(c)["bc_label"] for c in cluster_ids], dtype=object)
+    summary = ", ".join(f"{n} {label}" for label, n in labels.replace("", "(empty)").value_counts().items())
+    recomputed = sum(c in live.live_spikes for c in cluster_ids)
+    return summary + (f"; {recomputed} recomputed live" if recomputed else "")
+
+def status_line(live, cluster_ids=None) -> str:
+    """The status bar's line: who labelled, from where, and the labels of ``cluster_ids`` (Phy's clusters of now:
+    a cluster merged away is no longer counted, one recomputed live is)."""
     if live.explanation is None:
         return f"phy-bcreason: {live.error}"
     if live.overrides:
         return f"phy-bcreason: {live.whatif_line()}"
-    run_labels = live.explanation.labels[: len(live.results.cluster_ids)]  # Bombcell's own rows
-    counts = pd.Series(run_labels).replace("", "(empty)").value_counts()
-    summary = ", ".join(f"{n} {label}" for label, n in counts.items())
+    ids = live.explanation.cluster_ids if cluster_ids is None else cluster_ids
     notes = live.notes()
     more = f" ({len(notes)} note{'s' if len(notes) > 1 else ''}: see the why? dock)" if notes else ""
-    recomputed = f"; {len(live.live_spikes)} recomputed live" if live.live_spikes else ""
-    flagged = int(live.explanation.flagged.sum())
+    flagged = sum(bool(live.column_values(c)["bc_flag"]) for c in ids)
     flags = f"; {flagged} flagged (bc_flag): the rules give another label than Bombcell's" if flagged else ""
     who = CLASSIFIER_NAMES[live.explanation.classifier]
-    return f"phy-bcreason: {who} Bombcell labels from {live.explanation.source}: {summary}{recomputed}{flags}{more}"
+    return f"phy-bcreason: {who} Bombcell labels from {live.explanation.source}: {counts(live, ids)}{flags}{more}"
 
 
-def live_status(live, cluster_ids) -> str:
-    """Status-bar line once clusters were recomputed live."""
+def live_status(live, cluster_ids, existing=None) -> str:
+    """Status-bar line once clusters were recomputed live: what they got, then the counts of ``existing``."""
     cluster_ids = [int(c) for c in cluster_ids]
     failed = [c for c in cluster_ids if c in live.failed]
     if failed:
         return f"phy-bcreason: could not recompute cluster {', '.join(map(str, failed))} live: " \
                f"{live.failed[failed[0]]}"
     shown = listed((f"{c} {live.column_values(c)['bc_label'] or '(empty)'}" for c in cluster_ids), 5)
-    return f"phy-bcreason: recomputed live from Bombcell's metrics: cluster {shown}"
+    return f"phy-bcreason: recomputed live from Bombcell's metrics: cluster {shown}; now {counts(live, existing)}"
 
 
 def source_line(live, cluster_id: int) -> str | None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from ..core.engine import INACTIVE, Explanation, codes_with_threshold, labels_with_threshold
+from ..core.engine import INACTIVE, Explanation, codes_with_threshold, labels_with_threshold, margin_text
 from ..core.rules import MUA, NOISE, SPLIT_SWITCHES
 
 PHY_GROUPS = ("good", "mua", "noise")
@@ -98,7 +98,7 @@ def why_different(explanation: Explanation, row: int, user: str, bombcell: str) 
     if not candidates:
         return []
     margin, j = min(candidates)
-    return [f"{rules[j].name} (passes by {margin:+.3g})"]
+    return [f"{rules[j].name} (passes by {margin_text(margin)})"]
 
 
 @dataclass
