@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from qtpy.QtCore import QEvent, QObject
+from qtpy.QtGui import QFontMetrics
 from qtpy.QtWidgets import QHeaderView, QToolTip
 
 from .guard import guarded
@@ -172,6 +173,89 @@ class TableSizing(QObject):
         else:
             QToolTip.hideText()
         return True
+
+
+def rule_column_widths(content: list[int], available: int, floors: dict[int, int], shrinkable: tuple[int, ...],
+                       held: dict[int, int] | None = None) -> list[int]:
+    """Widths of the rule table's columns for ``available`` pixels: every column its ``content`` width if all but
+    the last (parameter, left to scroll) fit; otherwise the ``shrinkable`` columns (metric, status) give up what
+    is missing, each in proportion to what it has above its floor, never below ``floors``. ``held``: columns the
+    user sized, kept as they are."""
+    held = held or {}
+    widths = [held.get(i, width) for i, width in enumerate(content)]
+    excess = sum(widths[:-1]) - available
+    spare = {i: max(0, widths[i] - floors.get(i, 0)) for i in shrinkable if i not in held}
+    total = sum(spare.values())
+    if excess > 0 and total > 0:
+        for i, room in spare.items():
+            widths[i] -= round(room * min(1.0, excess / total))
+    return widths
+
+
+class RuleColumns(QObject):
+    """The why? dock's rule table: each column as wide as its text if all but the last fit the table; otherwise
+    the metric and status columns share the difference, elided (their full text is in the tooltip), the metric
+    down to about ``metric_chars`` characters, the status down to ``status_floor``'s width (bold, as decisive
+    rows are); the last column (parameter) scrolls. Fitted again when the table is filled or
+    resized; a column the user drags keeps its width (``held``, saved in Phy's GUI state by the layout)."""
+
+    def __init__(self, tree, metric: int, status: int, status_floor: str, metric_chars: int = 12,
+                 indentation: int = 14):
+        super().__init__(tree)
+        tree.setIndentation(indentation)  # Qt's 20 px per level: three levels took 60 px of the metric column
+        self.tree, self.shrinkable = tree, (metric, status)
+        self.metric_chars, self.status_floor = metric_chars, status_floor
+        self.held: dict[int, int] = {}
+        self._setting = False
+        self._width = 0
+        tree.header().sectionResized.connect(guarded(self._resized, what="a rule column's width"))
+        tree.viewport().installEventFilter(self)
+
+    def floors(self) -> dict[int, int]:
+        metric, status = self.shrinkable
+        bold = self.tree.font()
+        bold.setBold(True)
+        padding = 8  # Qt's item margins, as sizeHintForColumn counts them
+        return {metric: 3 * self.tree.indentation() + self.metric_chars * self.tree.fontMetrics().averageCharWidth(),
+                status: QFontMetrics(bold).horizontalAdvance(self.status_floor) + padding}
+
+    def fit(self) -> None:
+        tree, header = self.tree, self.tree.header()
+        count = header.count()
+        content = [max(tree.sizeHintForColumn(i), header.sectionSizeHint(i)) for i in range(count)]
+        widths = rule_column_widths(content, tree.viewport().width(), self.floors(), self.shrinkable, self.held)
+        self._width = tree.viewport().width()
+        self._setting = True
+        try:
+            for index, width in enumerate(widths[:-1]):
+                if tree.columnWidth(index) != width:
+                    tree.setColumnWidth(index, width)
+            if not header.stretchLastSection():
+                tree.setColumnWidth(count - 1, widths[-1])
+        finally:
+            self._setting = False
+
+    def _resized(self, index: int, old: int, new: int) -> None:
+        if not self._setting and index < self.tree.header().count() - 1:
+            self.held[index] = new
+
+    def held_by_name(self) -> dict[str, int]:
+        header = self.tree.headerItem()
+        return {header.text(index): width for index, width in sorted(self.held.items())}
+
+    def hold_by_name(self, widths: dict[str, int]) -> None:
+        """Columns sized in an earlier session (by header text): kept at those widths."""
+        header = self.tree.headerItem()
+        names = {header.text(index): index for index in range(self.tree.columnCount() - 1)}
+        self.held.update({names[name]: int(width) for name, width in widths.items() if name in names and width > 0})
+        self.fit()
+
+    @guarded(default=False)
+    def eventFilter(self, obj, event):
+        """The table wider or narrower (the dock resized): fitted again."""
+        if event.type() == QEvent.Resize and self.tree.viewport().width() != self._width:
+            self.fit()
+        return False
 
 
 def install_sizing(view, ours) -> None:
