@@ -78,22 +78,53 @@ class TableSizing(QObject):
     of every cell, about 2 million Python calls at start-up on 600 clusters, and again on each change. Our
     columns (the five bc_ columns and Bombcell's metric columns) get widths computed here from their text,
     once per new row (the reason column at most ``capped`` characters wide, elided, its full text in a tooltip), and
-    the user may drag them wider. Rows get one fixed height, that of the first row as Qt measures it: Phy's
-    rows are single lines, all of the same height. Phy's own columns are still fitted by Qt as before.
+    the user may drag them wider. A column the layout sized (`hold`: the first look, a saved layout) or the user
+    dragged is left at its width (``held``). Rows get one fixed height, that of the first row as Qt measures it:
+    Phy's rows are single lines, all of the same height. Phy's own columns are still fitted by Qt as before.
     """
 
     def __init__(self, table, ours, capped: dict[str, int]):
         super().__init__(table)
         self.table, self.ours, self.capped = table, set(ours), dict(capped)
         self.widths: dict[str, int] = {}
+        self.held: set[str] = set()  # columns of ours sized by the layout or the user: never fitted to their text
+        self._setting = False        # our own setColumnWidth calls, not the user dragging a column
         self.measured: set = set()  # row ids whose text was measured
         self.padding: int | None = None
         self.row_height: int | None = None
         table._fit_columns = self.fit
         table._bcreason_sizing = self
+        header = table.table_view.horizontalHeader()
         # before Phy fills the table: a model reset with sections resizing to their contents measures every cell
-        table.table_view.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
+        header.setSectionResizeMode(QHeaderView.Interactive)
+        header.sectionResized.connect(guarded(self._resized, what="a column's width"))
         table.table_view.viewport().installEventFilter(self)
+
+    def _resized(self, index: int, old: int, new: int) -> None:
+        """The user dragged a column of ours: its width is theirs (kept, saved in Phy's GUI state)."""
+        columns = self.table.columns
+        if not self._setting and 0 <= index < len(columns) and columns[index] in self.ours:
+            self.held.add(columns[index])
+
+    def _set_width(self, index: int, width: int) -> None:
+        self._setting = True
+        try:
+            self.table.table_view.setColumnWidth(index, width)
+        finally:
+            self._setting = False
+
+    def hold(self, widths: dict[str, int]) -> None:
+        """Set these columns of ours to these widths and keep them there (a saved layout, or the first look)."""
+        columns = self.table.columns
+        for name, width in widths.items():
+            if name in self.ours and name in columns and int(width) > 0:
+                self.held.add(name)
+                self._set_width(columns.index(name), int(width))
+
+    def held_widths(self) -> dict[str, int]:
+        """The widths of the columns held (the layout's and the user's), by name."""
+        view, columns = self.table.table_view, self.table.columns
+        return {name: view.columnWidth(columns.index(name)) for name in sorted(self.held) if name in columns}
 
     def _metrics(self):
         return self.table.table_view.fontMetrics()
@@ -123,13 +154,19 @@ class TableSizing(QObject):
         # section or the layout changes: sizes are set here instead, at the moments Phy refits its tables.
         if header.sectionResizeMode(0) != QHeaderView.Interactive:
             header.setSectionResizeMode(QHeaderView.Interactive)
-        for index, name in enumerate(table.columns):
-            if name in self.ours:
-                width = max(self.widths.get(name, 0), header.sectionSizeHint(index))
-                if view.columnWidth(index) < width:
-                    view.setColumnWidth(index, width)
-            else:
-                view.resizeColumnToContents(index)  # what Phy's refit does for its own columns
+        self._setting = True
+        try:
+            for index, name in enumerate(table.columns):
+                if name in self.held:
+                    continue
+                if name in self.ours:
+                    width = max(self.widths.get(name, 0), header.sectionSizeHint(index))
+                    if view.columnWidth(index) < width:
+                        view.setColumnWidth(index, width)
+                else:
+                    view.resizeColumnToContents(index)  # what Phy's refit does for its own columns
+        finally:
+            self._setting = False
         if rows and self.row_height is None:
             vertical = view.verticalHeader()
             self.row_height = max(view.sizeHintForRow(0), 1)
@@ -153,10 +190,10 @@ class TableSizing(QObject):
                 changed.add(name)
         if apply and changed:
             view = self.table.table_view
-            for name in changed & set(self.table.columns):
+            for name in (changed & set(self.table.columns)) - self.held:
                 index = self.table.columns.index(name)
                 if view.columnWidth(index) < self.widths[name]:
-                    view.setColumnWidth(index, self.widths[name])
+                    self._set_width(index, self.widths[name])
 
     @guarded(default=False)
     def eventFilter(self, obj, event):
