@@ -15,8 +15,9 @@ from pathlib import Path
 DEMO_DATA = Path(__file__).parent / "demo_data"
 
 
-def open_gui(ks_dir: Path, config_dir: Path):
-    """A Phy TemplateController and GUI on ``ks_dir`` with only this plugin attached."""
+def open_gui(ks_dir: Path, config_dir: Path, clear_state: bool = True):
+    """A Phy TemplateController and GUI on ``ks_dir`` with only this plugin attached. ``clear_state``: Phy forgets
+    the layout saved in ``config_dir`` (the first look again)."""
     from phy.apps.template import TemplateController, get_template_params
 
     from . import plugin  # noqa: F401  (defining the plugin class registers it with Phy)
@@ -25,7 +26,7 @@ def open_gui(ks_dir: Path, config_dir: Path):
         config_dir=Path(config_dir),
         plugins=["BombcellReasonPlugin"],
         clear_cache=True,
-        clear_state=True,
+        clear_state=clear_state,
         enable_threading=False,
         **get_template_params(str(Path(ks_dir) / "params.py")),
     )
@@ -49,12 +50,10 @@ def run_demo(screenshot: Path | None = None, ks_dir: Path | None = None) -> int:
         data = Path(tmp) / "kilosort"
         shutil.copytree(ks_dir or DEMO_DATA, data)
         controller, gui = open_gui(data, Path(tmp) / "phy-config")
-        gui.show()
-        gui.resize(1800, 1000)  # a fresh config has no saved geometry
+        gui.show()  # a fresh config: the plugin's first look sizes the window to the screen (gui/layout.py)
         controller.supervisor.select(first_cluster_with_label(controller, "MUA"))
         if screenshot is not None:
             def grab():
-                gui.resize(1800, 1000)
                 QApplication.processEvents()
                 gui.grab().save(str(screenshot))
                 gui.close()

@@ -15,6 +15,7 @@ from .gui.ctrl_c import close_on_ctrl_c
 from .gui.dock import BombcellWhyView
 from .gui.guard import guarded, show_failures_in
 from .gui.judgement import run_classifier
+from .gui.layout import FIRST_LOOK_FLAG, Layout, column_order
 from .gui.session import LiveReasons
 from .gui.tables import install_sizing, update_rows
 from .gui.worker import Pictures, Worker
@@ -31,7 +32,7 @@ class BombcellReasonPlugin(IPlugin):
 
     def attach_to_controller(self, controller):
         keep_pyarrow_out()  # Phy imports no pyarrow, about 60 MB once a file is read: parquet files in a child
-        self.controller, self.gui, self.worker, self.pictures = controller, None, None, None
+        self.controller, self.gui, self.worker, self.pictures, self.layout = controller, None, None, None, None
         self.live = live = LiveReasons.load(controller.dir_path)
         self.closed, self.listing, self._connected = False, False, []
         controller.phy_bcreason = self  # for scripts and tests: the plugin's state and its worker
@@ -49,7 +50,8 @@ class BombcellReasonPlugin(IPlugin):
                                                        what=f"the {name} column")
         self.ours = (*COLUMNS, AGREES, *self.metric_columns.names)
         controller.view_creator[VIEW_NAME] = guarded(self.create_view, what="the why? dock")
-        self._connected = [connect(guarded(self.on_cluster_view_init), event="cluster_view_init"),
+        self._connected = [connect(guarded(self.on_controller_ready), event="controller_ready", sender=controller),
+                           connect(guarded(self.on_cluster_view_init), event="cluster_view_init"),
                            connect(guarded(self.on_similarity_view_init), event="similarity_view_init"),
                            connect(guarded(self.on_gui_ready), event="gui_ready", sender=controller)]
 
@@ -71,6 +73,12 @@ class BombcellReasonPlugin(IPlugin):
     def user_groups(self) -> dict[int, str]:
         return {c: g for c in self.controller.supervisor.clustering.cluster_ids.tolist()
                 if (g := self.user_group(c)) in PHY_GROUPS}
+
+    def on_controller_ready(self, sender):
+        """Bombcell's label and reason first, then our other columns, Phy's, Bombcell's per-metric columns last
+        (the cluster view is built from this list when the GUI is created)."""
+        supervisor = self.controller.supervisor
+        supervisor.columns = column_order(supervisor.columns, [*COLUMNS, AGREES], self.metric_columns.names)
 
     def on_cluster_view_init(self, view):
         install_sizing(view, self.ours)
@@ -110,9 +118,11 @@ class BombcellReasonPlugin(IPlugin):
         for note in live.notes():
             logger.info("phy-bcreason: note: %s", note)
         self.show_status()
-        if not gui.list_views(VIEW_NAME) and not gui.state.get("phy_bcreason_dock_shown"):
+        first_time = not gui.state.get(FIRST_LOOK_FLAG)
+        if not gui.list_views(VIEW_NAME) and first_time:
             gui.create_and_add_view(VIEW_NAME)  # first time only; later the user's layout decides
-        gui.state["phy_bcreason_dock_shown"] = True
+        gui.state[FIRST_LOOK_FLAG] = True
+        self.layout = Layout(gui, supervisor, first_time)  # the first look once, the user's layout afterwards
         self.worker = Worker()  # tests wait on worker.idle()
         self._restore_ctrl_c = close_on_ctrl_c(gui)
         self.pictures = Pictures(live, lambda c: supervisor.clustering.spikes_per_cluster[c])
@@ -122,6 +132,7 @@ class BombcellReasonPlugin(IPlugin):
                 view.evidence.show_cluster(view.evidence.cluster_id, again=True)
         self._connected += [connect(guarded(self.on_select), event="select", sender=supervisor),
                             connect(guarded(self.on_cluster), event="cluster", sender=supervisor),
+                            connect(guarded(self.on_show), event="show", sender=gui),
                             connect(guarded(self.on_close), event="close", sender=gui)]
         if live.results is not None:
             if live.results.classifier == PYTHON:
@@ -215,7 +226,11 @@ class BombcellReasonPlugin(IPlugin):
         self.supervisor.cluster_view.filter(" or ".join(f"id == {c}" for c in cluster_ids) or "id < 0")
         self.listing = True
 
+    def on_show(self, sender):
+        self.layout.on_show()  # after Phy restored its saved layout (Phy's own handler, connected first)
+
     def on_close(self, sender):
+        self.layout.save()  # into gui.state, which Phy writes once every close handler has run
         self.closed = True
         self.worker.stop()
         self.pictures.stop()

@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from ..core.engine import STATUS_TEXT
 from ..core.rules import LABEL_COLOURS, SWITCHES, switches_for
 from ..tuning.whatif import WhatIfError, editable, parse_value, same_value
 from .dock_content import (  # noqa: F401  (the dock's names, as tests and scripts import them)
@@ -36,6 +37,7 @@ from .dock_content import (  # noqa: F401  (the dock's names, as tests and scrip
 from .guard import guarded
 from .panels import POPULATION_HEADERS, ConcordancePanel, EvidencePanel, PopulationPanel  # noqa: F401
 from .session import LiveReasons
+from .tables import RuleColumns
 from .whatif_bar import WhatIfBar
 
 STATUS_COLOURS = {  # foreground, background
@@ -89,6 +91,8 @@ class BombcellWhyView(QWidget):
         self.tree.setAlternatingRowColors(False)
         self.tree.headerItem().setToolTip(THRESHOLD_COLUMN, "Double-click a threshold to try another value")
         self.tree.itemChanged.connect(guarded(self._threshold_edited, what="the threshold edit"))
+        # long metric names and statuses elided when the table is narrow (full text in the tooltip)
+        self.rule_columns = RuleColumns(self.tree, metric=0, status=STATUS_COLUMN, status_floor=STATUS_TEXT[0])
 
         # What-if: switches, and a banner while edited thresholds are active.
         self.on_overrides = self._apply_overrides  # the plugin replaces these to update Phy as well
@@ -115,7 +119,7 @@ class BombcellWhyView(QWidget):
         layout = QVBoxLayout(self)
         self.tabs = QTabWidget()
         self.evidence = EvidencePanel(live)
-        selected = QSplitter(Qt.Vertical)
+        self.splitter = selected = QSplitter(Qt.Vertical)  # sizes: the first look, then Phy's GUI state
         selected.addWidget(self.tree)
         selected.addWidget(self.evidence)
         selected.setStretchFactor(0, 1)
@@ -297,9 +301,7 @@ class BombcellWhyView(QWidget):
         for line in lines:
             add(self.tree, line)
         self.tree.expandAll()
-        for column in range(1, len(HEADERS) - 1):
-            self.tree.resizeColumnToContents(column)
-        self.tree.setColumnWidth(0, 200)  # long names are elided (full text in the tooltip)
+        self.rule_columns.fit()
         self.tree.setUpdatesEnabled(True)
         if keep_scroll:
             self.tree.verticalScrollBar().setValue(scrolled)

@@ -65,7 +65,9 @@ class EvidencePanel(QWidget):
     def width_px(self) -> int:
         """The picture's width: the panel's, in steps of 40 px so that pictures can be reused, within 400-1000 px
         (wider only enlarges the drawing, and costs the process that draws it memory)."""
-        return min(1000, max(400, self.scroll.viewport().width() // 40 * 40))
+        bar = self.scroll.verticalScrollBar()  # the picture is taller than the panel: leave room for the bar
+        width = self.scroll.viewport().width() - (0 if bar.isVisible() else bar.sizeHint().width())
+        return min(1000, max(400, width // 40 * 40))
 
     def show_cluster(self, cluster_id: int | None, again: bool = False) -> None:
         live = self.live

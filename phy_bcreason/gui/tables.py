@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 
 from qtpy.QtCore import QEvent, QObject
+from qtpy.QtGui import QFontMetrics
 from qtpy.QtWidgets import QHeaderView, QToolTip
 
 from .guard import guarded
@@ -77,22 +78,53 @@ class TableSizing(QObject):
     of every cell, about 2 million Python calls at start-up on 600 clusters, and again on each change. Our
     columns (the five bc_ columns and Bombcell's metric columns) get widths computed here from their text,
     once per new row (the reason column at most ``capped`` characters wide, elided, its full text in a tooltip), and
-    the user may drag them wider. Rows get one fixed height, that of the first row as Qt measures it: Phy's
-    rows are single lines, all of the same height. Phy's own columns are still fitted by Qt as before.
+    the user may drag them wider. A column the layout sized (`hold`: the first look, a saved layout) or the user
+    dragged is left at its width (``held``). Rows get one fixed height, that of the first row as Qt measures it:
+    Phy's rows are single lines, all of the same height. Phy's own columns are still fitted by Qt as before.
     """
 
     def __init__(self, table, ours, capped: dict[str, int]):
         super().__init__(table)
         self.table, self.ours, self.capped = table, set(ours), dict(capped)
         self.widths: dict[str, int] = {}
+        self.held: set[str] = set()  # columns of ours sized by the layout or the user: never fitted to their text
+        self._setting = False        # our own setColumnWidth calls, not the user dragging a column
         self.measured: set = set()  # row ids whose text was measured
         self.padding: int | None = None
         self.row_height: int | None = None
         table._fit_columns = self.fit
         table._bcreason_sizing = self
+        header = table.table_view.horizontalHeader()
         # before Phy fills the table: a model reset with sections resizing to their contents measures every cell
-        table.table_view.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
+        header.setSectionResizeMode(QHeaderView.Interactive)
+        header.sectionResized.connect(guarded(self._resized, what="a column's width"))
         table.table_view.viewport().installEventFilter(self)
+
+    def _resized(self, index: int, old: int, new: int) -> None:
+        """The user dragged a column of ours: its width is theirs (kept, saved in Phy's GUI state)."""
+        columns = self.table.columns
+        if not self._setting and 0 <= index < len(columns) and columns[index] in self.ours:
+            self.held.add(columns[index])
+
+    def _set_width(self, index: int, width: int) -> None:
+        self._setting = True
+        try:
+            self.table.table_view.setColumnWidth(index, width)
+        finally:
+            self._setting = False
+
+    def hold(self, widths: dict[str, int]) -> None:
+        """Set these columns of ours to these widths and keep them there (a saved layout, or the first look)."""
+        columns = self.table.columns
+        for name, width in widths.items():
+            if name in self.ours and name in columns and int(width) > 0:
+                self.held.add(name)
+                self._set_width(columns.index(name), int(width))
+
+    def held_widths(self) -> dict[str, int]:
+        """The widths of the columns held (the layout's and the user's), by name."""
+        view, columns = self.table.table_view, self.table.columns
+        return {name: view.columnWidth(columns.index(name)) for name in sorted(self.held) if name in columns}
 
     def _metrics(self):
         return self.table.table_view.fontMetrics()
@@ -122,13 +154,19 @@ class TableSizing(QObject):
         # section or the layout changes: sizes are set here instead, at the moments Phy refits its tables.
         if header.sectionResizeMode(0) != QHeaderView.Interactive:
             header.setSectionResizeMode(QHeaderView.Interactive)
-        for index, name in enumerate(table.columns):
-            if name in self.ours:
-                width = max(self.widths.get(name, 0), header.sectionSizeHint(index))
-                if view.columnWidth(index) < width:
-                    view.setColumnWidth(index, width)
-            else:
-                view.resizeColumnToContents(index)  # what Phy's refit does for its own columns
+        self._setting = True
+        try:
+            for index, name in enumerate(table.columns):
+                if name in self.held:
+                    continue
+                if name in self.ours:
+                    width = max(self.widths.get(name, 0), header.sectionSizeHint(index))
+                    if view.columnWidth(index) < width:
+                        view.setColumnWidth(index, width)
+                else:
+                    view.resizeColumnToContents(index)  # what Phy's refit does for its own columns
+        finally:
+            self._setting = False
         if rows and self.row_height is None:
             vertical = view.verticalHeader()
             self.row_height = max(view.sizeHintForRow(0), 1)
@@ -152,10 +190,10 @@ class TableSizing(QObject):
                 changed.add(name)
         if apply and changed:
             view = self.table.table_view
-            for name in changed & set(self.table.columns):
+            for name in (changed & set(self.table.columns)) - self.held:
                 index = self.table.columns.index(name)
                 if view.columnWidth(index) < self.widths[name]:
-                    view.setColumnWidth(index, self.widths[name])
+                    self._set_width(index, self.widths[name])
 
     @guarded(default=False)
     def eventFilter(self, obj, event):
@@ -172,6 +210,89 @@ class TableSizing(QObject):
         else:
             QToolTip.hideText()
         return True
+
+
+def rule_column_widths(content: list[int], available: int, floors: dict[int, int], shrinkable: tuple[int, ...],
+                       held: dict[int, int] | None = None) -> list[int]:
+    """Widths of the rule table's columns for ``available`` pixels: every column its ``content`` width if all but
+    the last (parameter, left to scroll) fit; otherwise the ``shrinkable`` columns (metric, status) give up what
+    is missing, each in proportion to what it has above its floor, never below ``floors``. ``held``: columns the
+    user sized, kept as they are."""
+    held = held or {}
+    widths = [held.get(i, width) for i, width in enumerate(content)]
+    excess = sum(widths[:-1]) - available
+    spare = {i: max(0, widths[i] - floors.get(i, 0)) for i in shrinkable if i not in held}
+    total = sum(spare.values())
+    if excess > 0 and total > 0:
+        for i, room in spare.items():
+            widths[i] -= round(room * min(1.0, excess / total))
+    return widths
+
+
+class RuleColumns(QObject):
+    """The why? dock's rule table: each column as wide as its text if all but the last fit the table; otherwise
+    the metric and status columns share the difference, elided (their full text is in the tooltip), the metric
+    down to about ``metric_chars`` characters, the status down to ``status_floor``'s width (bold, as decisive
+    rows are); the last column (parameter) scrolls. Fitted again when the table is filled or
+    resized; a column the user drags keeps its width (``held``, saved in Phy's GUI state by the layout)."""
+
+    def __init__(self, tree, metric: int, status: int, status_floor: str, metric_chars: int = 12,
+                 indentation: int = 14):
+        super().__init__(tree)
+        tree.setIndentation(indentation)  # Qt's 20 px per level: three levels took 60 px of the metric column
+        self.tree, self.shrinkable = tree, (metric, status)
+        self.metric_chars, self.status_floor = metric_chars, status_floor
+        self.held: dict[int, int] = {}
+        self._setting = False
+        self._width = 0
+        tree.header().sectionResized.connect(guarded(self._resized, what="a rule column's width"))
+        tree.viewport().installEventFilter(self)
+
+    def floors(self) -> dict[int, int]:
+        metric, status = self.shrinkable
+        bold = self.tree.font()
+        bold.setBold(True)
+        padding = 8  # Qt's item margins, as sizeHintForColumn counts them
+        return {metric: 3 * self.tree.indentation() + self.metric_chars * self.tree.fontMetrics().averageCharWidth(),
+                status: QFontMetrics(bold).horizontalAdvance(self.status_floor) + padding}
+
+    def fit(self) -> None:
+        tree, header = self.tree, self.tree.header()
+        count = header.count()
+        content = [max(tree.sizeHintForColumn(i), header.sectionSizeHint(i)) for i in range(count)]
+        widths = rule_column_widths(content, tree.viewport().width(), self.floors(), self.shrinkable, self.held)
+        self._width = tree.viewport().width()
+        self._setting = True
+        try:
+            for index, width in enumerate(widths[:-1]):
+                if tree.columnWidth(index) != width:
+                    tree.setColumnWidth(index, width)
+            if not header.stretchLastSection():
+                tree.setColumnWidth(count - 1, widths[-1])
+        finally:
+            self._setting = False
+
+    def _resized(self, index: int, old: int, new: int) -> None:
+        if not self._setting and index < self.tree.header().count() - 1:
+            self.held[index] = new
+
+    def held_by_name(self) -> dict[str, int]:
+        header = self.tree.headerItem()
+        return {header.text(index): width for index, width in sorted(self.held.items())}
+
+    def hold_by_name(self, widths: dict[str, int]) -> None:
+        """Columns sized in an earlier session (by header text): kept at those widths."""
+        header = self.tree.headerItem()
+        names = {header.text(index): index for index in range(self.tree.columnCount() - 1)}
+        self.held.update({names[name]: int(width) for name, width in widths.items() if name in names and width > 0})
+        self.fit()
+
+    @guarded(default=False)
+    def eventFilter(self, obj, event):
+        """The table wider or narrower (the dock resized): fitted again."""
+        if event.type() == QEvent.Resize and self.tree.viewport().width() != self._width:
+            self.fit()
+        return False
 
 
 def install_sizing(view, ours) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from qtpy.QtWidgets import QCheckBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QWidget
+from qtpy.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QPushButton, QWidget
 
+from .flow import FlowLayout
 from .guard import guarded
 
 
@@ -13,14 +14,14 @@ class WhatIfBar:
 
     def __init__(self, names, edit, list_changed, save, reset):
         self.switches = {}
-        grid = QGridLayout()
+        grid = FlowLayout()  # as many columns as the dock's width holds
         grid.setContentsMargins(0, 0, 0, 0)
-        for i, name in enumerate(names):
+        for name in names:
             box = QCheckBox(name)
             box.setToolTip(f"What-if: turn Bombcell's {name} on or off")
             box.toggled.connect(guarded(lambda checked, name=name: edit(name, checked), what=f"the {name} switch"))
             self.switches[name] = box
-            grid.addWidget(box, i // 3, i % 3)
+            grid.addWidget(box)
         self.switch_grid = QWidget()
         self.switch_grid.setLayout(grid)
         self.whatif = QLabel()
