@@ -60,6 +60,7 @@ def test_each_selection_shows_the_rows_that_decided(ks_dataset_copy, open_phy):
     controller, gui = open_phy(ks_dataset_copy)
     shown(gui)
     wait_for_plugin(controller)
+    shown(gui)  # again, after the first look sized the window to the (offscreen, 800x600) screen
     view = dock(gui)
     tree, scroll = view.tree, view.tree.verticalScrollBar()
 
