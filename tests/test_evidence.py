@@ -162,10 +162,65 @@ def test_a_panel_that_would_disagree_is_not_drawn(ks_dataset):
         if c["metric"] == "nPeaks" and c["value"] is not None:
             c["value"] += 1  # a table that says otherwise than the picture
     built = panels(evidence)
-    assert disagreements(built["waveform"], comparisons)
+    assert disagreements(built["waveform"], comparisons)  # though the unit is NOISE by nPeaks either way
     texts = [t.get_text() for ax in figure(evidence, comparisons, built=built).axes for t in ax.texts]
     assert any(t.startswith("not drawn: the picture would disagree with the table (nPeaks") for t in texts)
     assert not disagreements(built["amplitudes"], comparisons)
+
+
+def panels_of_a_unit_decided_by(ks_dataset, metric):
+    """(evidence, panels, comparisons) of the first unit whose label ``metric`` decided."""
+    explanation = explain_folder(ks_dataset)
+    results = load_results(ks_dataset / "bombcell", ks_dir=ks_dataset)
+    import_bombcell_functions()
+    recording = Recording.load(ks_dataset, results.params, results.metrics)
+    cluster_id = first_decided_by(explanation, metric)
+    evidence = measure(recording, np.flatnonzero(spike_clusters_of(ks_dataset) == cluster_id))
+    return evidence, panels(evidence), explanation.comparisons(cluster_id)
+
+
+FITTED = ("spatialDecaySlope", "percentageSpikesMissing_gaussian")
+RATIOS = ("scndPeakToTroughRatio", "peak1ToPeak2Ratio", "mainPeakToTroughRatio", "troughToPeak2Ratio")
+
+
+def test_a_value_within_the_precision_it_carries_is_drawn(ks_dataset):
+    """The table's numbers as another run of Bombcell gives them: its fits 1 part in 1e6 off (one unit in the
+    last place of np.exp moves them by up to 7e-7), its waveform ratios float32 numbers two units in their
+    last place off (Bombcell divides in float32 where templates.npy is float32). Every panel is drawn."""
+    evidence, built, comparisons = panels_of_a_unit_decided_by(ks_dataset, "percentageSpikesMissing_gaussian")
+    drawn = {metric: value for panel in built.values() for metric, value in panel.values.items()}
+    assert set(FITTED + RATIOS) <= set(drawn)
+    for c in comparisons:
+        if c["metric"] in FITTED:
+            c["value"] = drawn[c["metric"]] * (1 + 1e-6)
+        elif c["metric"] in RATIOS:
+            c["value"] = float(np.nextafter(np.nextafter(np.float32(drawn[c["metric"]]), np.inf), np.inf))
+            assert c["value"] != drawn[c["metric"]]
+    assert {c["metric"] for c in comparisons if c["value"] != drawn.get(c["metric"])} >= set(FITTED + RATIOS)
+    assert not any(panel["withheld"] for panel in summary(built, comparisons).values())
+    texts = [t.get_text() for ax in figure(evidence, comparisons, built=built).axes for t in ax.texts]
+    assert not any(t.startswith("not drawn") for t in texts)
+
+
+def test_a_value_on_the_other_side_of_a_threshold_is_withheld_with_the_digits_that_differ(ks_dataset):
+    """The same 1 part in 1e6, with a what-if threshold between the drawn value and the table's: the picture
+    would show the unit passing a rule the table fails. Withheld, with the digits that tell the two apart."""
+    metric = "percentageSpikesMissing_gaussian"
+    evidence, built, comparisons = panels_of_a_unit_decided_by(ks_dataset, metric)
+    drawn = built["amplitudes"].values[metric]
+    table = drawn * (1 + 1e-6)
+    (rule,) = [c for c in comparisons if c["metric"] == metric]
+    rule.update(value=table, threshold=(drawn + table) / 2)  # fails (> threshold) in the table, passes drawn
+    (text,) = disagreements(built["amplitudes"], comparisons)
+    shown_drawn, rest = text.removeprefix(f"{metric}: ").split(" drawn, ")
+    shown_table, rest = rest.split(" in the table")
+    assert rest == f", on either side of > {rule['threshold']:g}"
+    assert shown_drawn != shown_table
+    # the digits shown are enough to tell which value is which
+    assert abs(float(shown_drawn) - drawn) < abs(float(shown_drawn) - table)
+    assert abs(float(shown_table) - table) < abs(float(shown_table) - drawn)
+    texts = [t.get_text() for ax in figure(evidence, comparisons, built=built).axes for t in ax.texts]
+    assert f"not drawn: the picture would disagree with the table ({text})" in texts
 
 
 # -- in a real Phy GUI -------------------------------------------------------------------------------------------

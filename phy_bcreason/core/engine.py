@@ -264,6 +264,17 @@ def _failure(c: dict) -> dict:
     return out
 
 
+def rule_fires(values, thresholds, ops) -> np.ndarray:
+    """Where ``value op threshold`` fires, as Bombcell's classifier compares: ``op`` '>' or '<' as numpy does
+    (a NaN value never fires), 'isnan' where the value is NaN. ``ops`` is one op or one per rule (the last
+    axis); the arrays broadcast. The one place a comparison is made: `evaluate`, the what-if counts and the
+    evidence panel's check that a drawn value keeps every rule's outcome all call it."""
+    values, ops = np.asarray(values, dtype=float), np.asarray(ops, dtype=str)
+    with np.errstate(invalid="ignore"):
+        fires = np.where(ops == ">", values > thresholds, values < thresholds)
+    return np.where(ops == "isnan", np.isnan(values), fires)
+
+
 def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, classifier: str = PYTHON,
              fill_thresholds: bool = True, rules: tuple[Rule, ...] | None = None) -> Explanation:
     """Evaluate every rule of ``classifier`` for every unit, as that classifier would, and explain it.
@@ -297,8 +308,7 @@ def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, classifier: 
     scale = np.where((thresholds == 0) | ~np.isfinite(thresholds), 1.0, np.abs(thresholds))
     with np.errstate(invalid="ignore", over="ignore"):
         margins = (values - thresholds) * (direction / scale)
-        fires = margins < 0
-    fires[:, is_nan_rule] = np.isnan(values[:, is_nan_rule])
+    fires = rule_fires(values, thresholds, [r.op for r in rules])
     fires[:, no_threshold] = False
     margins[:, is_nan_rule] = np.nan
 
@@ -551,7 +561,7 @@ def codes_with_threshold(explanation: Explanation, param: str | None, candidates
         for j in columns:
             values = explanation.values[rows, j][None]
             kept = explanation.applies[rows, j] & ~explanation.exempt[rows, j]  # as `evaluate` keeps them
-            fires[j] = (values > candidates if rules[j].op == ">" else values < candidates) & kept[None]
+            fires[j] = rule_fires(values, candidates, rules[j].op) & kept[None]
     held = holds.copy()
     held[:, columns] = False
     groups = {rules[j].group for j in columns if rules[j].group}

@@ -47,6 +47,7 @@ class Panel:
     values: dict[str, float] = field(default_factory=dict)  # metric -> its value from the drawn features
     data: dict = field(default_factory=dict)                 # what is drawn
     note: str = ""                                           # said in place of (or beside) the picture
+    precision: dict[str, float] = field(default_factory=dict)  # metric -> how precise its drawn value is
 
 
 def _rule_text(c: dict, formulas: dict | None = None) -> str:

@@ -2,9 +2,11 @@
 (`metrics.cluster_metrics` with an ``evidence`` dict: its functions' per-bin outputs, and the fits, peaks and sizes
 they computed on the way), never a re-implementation. Each panel gives back the metric values its drawn features
 imply (`panels`: ``values``), and a panel whose values differ from the table's is not drawn (`disagreements`): a
-picture that disagrees with the number beside it is worse than none. `figure` lays the panels out, decisive rules
-first; `evidence.py` draws each one. No Qt here: `render` makes a PNG (in the live-metrics child process for the
-dock, `picture`; in-process for ``phy-bcreason explain --figure``, `write_figure`).
+picture that disagrees with the number beside it is worse than none. They are compared at the precision the two
+numbers carry (`shared_precision`: a float32 number, a least-squares fit), and a difference within it is still one
+if a rule reads the two values on either side of its threshold (`engine.rule_fires`). `figure` lays the panels
+out, decisive rules first; `evidence.py` draws each one. No Qt here: `render` makes a PNG (in the live-metrics
+child process for the dock, `picture`; in-process for ``phy-bcreason explain --figure``, `write_figure`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import os
 
 import numpy as np
 
-from ..core.engine import STATUS_NAMES
+from ..core.engine import STATUS_NAMES, rule_fires
 from ..core.errors import UserError
 from .evidence import (
     BACKGROUND,
@@ -32,6 +34,13 @@ from .evidence import (
     _style,
 )
 
+# How closely a drawn value must equal the table's (relative): the coarser of the precision the table's number
+# carries and the drawn value's (README, "When a panel is not drawn", has the measurements behind them).
+FLOAT64_PRECISION = 1e-9  # float64 arithmetic, which another machine may do in another order
+FLOAT32_PRECISION = 1e-6  # a float32 number (8 units in its last place): Bombcell computed it in float32
+FIT_PRECISION = 1e-5      # a least-squares fit: curve_fit stops at its default tolerance, and one unit in the
+                          # last place of np.exp moves the fitted value by up to 7e-7
+
 
 def measure(recording, spike_ids) -> dict:
     """Bombcell's metric functions on one cluster, with everything they measured (``evidence["metrics"]``: the
@@ -43,13 +52,21 @@ def measure(recording, spike_ids) -> dict:
     return evidence
 
 
-def _same(drawn: float, table) -> bool:
+def _same(drawn: float, table, precision: float = FLOAT64_PRECISION) -> bool:
     if table is None:
         return True  # nothing to disagree with
     table = float(table)
     if math.isnan(drawn) or math.isnan(table):
         return math.isnan(drawn) and math.isnan(table)
-    return bool(np.isclose(drawn, table, rtol=1e-9, atol=1e-12))
+    return bool(np.isclose(drawn, table, rtol=precision, atol=1e-12))
+
+
+def shared_precision(table: float, drawn_precision: float = 0.0) -> float:
+    """The relative precision a table value and a drawn one can be compared at: the table's number's (a
+    float32 number when Bombcell computed it in float32, e.g. the waveform ratios of a folder whose
+    templates.npy is float32, though its parquet column is float64), or the drawn value's if coarser."""
+    carried = FLOAT32_PRECISION if float(np.float32(table)) == table else FLOAT64_PRECISION
+    return max(carried, drawn_precision)
 
 
 def _ratio(numerator: float, denominator: float) -> float:
@@ -132,6 +149,7 @@ def _spatial_decay(evidence: dict) -> Panel:
     function, distances, amplitudes = fit["args"]
     params = fit["result"][0]
     panel.values["spatialDecaySlope"] = float(-params[0])
+    panel.precision["spatialDecaySlope"] = FIT_PRECISION
     grid = np.linspace(0, float(np.max(distances)) * 1.05, 100)
     curve = params[1] * np.exp(params[0] * grid) if function == "exp_fit" else params[0] * grid + params[1]
     panel.data.update(function=function, distances=distances, amplitudes=amplitudes, grid=grid, curve=curve,
@@ -157,6 +175,7 @@ def _amplitudes(evidence: dict) -> Panel:
     _, centres, counts = fit["args"]
     height, mean, width, cutoff = fit["result"][0]
     panel.values["percentageSpikesMissing_gaussian"] = float(100 * (1 - norm.cdf((mean - cutoff) / abs(width))))
+    panel.precision["percentageSpikesMissing_gaussian"] = FIT_PRECISION
     grid = np.linspace(min(centres.min(), mean - 4 * abs(width)), max(centres.max(), mean + 4 * abs(width)), 300)
     panel.data.update(centres=centres, counts=counts, grid=grid, fit=fit["result"][0],
                       gaussian=height * np.exp(-((grid - mean) ** 2) / (2 * width ** 2)), cutoff=float(cutoff))
@@ -294,12 +313,41 @@ def _order(comparisons: list[dict]) -> list[str]:
 
 
 def disagreements(panel: Panel, comparisons: list[dict]) -> list[str]:
-    """Where the panel's drawn values differ from the values in the table beside it."""
+    """Where the panel's drawn values differ from the values in the table beside it: beyond the precision
+    the two carry (`shared_precision`), or on either side of the threshold of a rule that reads the metric (as
+    `engine.rule_fires` compares). Each with the digits that tell the two values apart."""
     out = []
-    for c in comparisons:
-        if c["metric"] in panel.values and not c["abs"] and not _same(panel.values[c["metric"]], c["value"]):
-            out.append(f"{c['metric']}: {panel.values[c['metric']]:.6g} drawn, {c['value']:.6g} in the table")
-    return sorted(set(out))
+    for metric, drawn in panel.values.items():
+        rules = [c for c in comparisons if c["metric"] == metric and not c["abs"]]
+        table = rules[0]["value"] if rules else None
+        if table is None:
+            continue  # no rule reads it, or the table has no number: nothing to disagree with
+        flipped = [c for c in rules if c["status"] != "inactive" and (c["threshold"] is not None or c["op"] == "isnan")
+                   and _fires(c, drawn) != _fires(c, table)]
+        if not flipped and _same(drawn, table, shared_precision(table, panel.precision.get(metric, 0.0))):
+            continue
+        shown_drawn, shown_table = _distinct(drawn, table)
+        text = f"{metric}: {shown_drawn} drawn, {shown_table} in the table"
+        if flipped:
+            c = flipped[0]
+            text += ", on either side of " + ("NaN" if c["op"] == "isnan" else f"{c['op']} {c['threshold']:g}")
+        out.append(text)
+    return sorted(out)
+
+
+def _fires(c: dict, value: float) -> bool:
+    """Whether comparison ``c`` fires for ``value``."""
+    threshold = np.nan if c["threshold"] is None else c["threshold"]
+    return bool(rule_fires(value, threshold, c["op"]))
+
+
+def _distinct(drawn: float, table: float) -> tuple[str, str]:
+    """The two values with the fewest significant digits, six at least, that tell them apart."""
+    for digits in range(6, 18):
+        shown = f"{drawn:.{digits}g}", f"{table:.{digits}g}"
+        if shown[0] != shown[1]:
+            break
+    return shown
 
 
 def figure(evidence: dict, comparisons: list[dict], title: str = "", width_px: int = 900, dpi: int = 100,
