@@ -121,6 +121,18 @@ def si_dataset_copy(si_dataset, tmp_path):
     return copy
 
 
+@pytest.fixture(autouse=True)
+def screen_1080p(monkeypatch):
+    """Offscreen Qt has one 800x600 screen, which the plugin's first look (gui/layout.py) would size Phy's window
+    to; tests see a 1920x1080 screen instead, as most users' (tests/test_first_look.py sets others)."""
+    from qtpy.QtCore import QRect
+
+    from phy_bcreason.gui import layout
+
+    monkeypatch.setattr(layout, "available_geometry", lambda widget: QRect(0, 0, 1920, 1080))
+    monkeypatch.setattr(layout, "maximize", lambda window: window.setGeometry(0, 0, 1920, 1080))
+
+
 @pytest.fixture(scope="session")
 def qapp():
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

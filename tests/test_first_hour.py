@@ -224,9 +224,9 @@ def test_matlab_results_say_in_one_line_what_is_not_available(tmp_path, open_phy
     text = evidence.status.text()
     assert text.startswith("Not available for MATLAB Bombcell results:")
     assert "pictures" in text and "merged or split" in text and "MATLAB" in text.split(":", 1)[1]
-    # one line where the pictures would be: the rule table gets the rest
-    assert evidence.height() <= 3 * evidence.status.fontMetrics().height()
-    assert view.tree.height() > 5 * evidence.height()
+    # one sentence where the pictures would be, no higher than its wrapped text: the rule table gets the rest
+    assert evidence.height() <= evidence.status.heightForWidth(evidence.width()) + 4
+    assert view.tree.height() > 2 * evidence.height()
 
 
 def test_switches_that_are_off_show_their_box(ks_dataset_copy, open_phy):

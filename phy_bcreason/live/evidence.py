@@ -2,7 +2,7 @@
 `waveform_shape` detected, the amplitude histogram with the Gaussian `perc_spikes_missing` fitted, the spike pairs
 the refractory test counted, the presence bins, the drift per bin, the raw waveform.
 
-Drawing only: each `DRAW` function draws one panel's features (a `Panel`, which `pictures.panels` builds from
+Drawing only: each `DRAW` function draws one panel's features (a `Panel`, which `panels.panels` builds from
 Bombcell's own calls for that cluster) on a matplotlib Axes; `pictures.figure` lays the panels out and
 `pictures.render` makes the PNG. No Qt here.
 """
