@@ -535,8 +535,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print what would be done, write nothing")
 
 
+def console_safe() -> None:
+    """Let stdout and stderr print any text on any console: a redirected Windows stream encodes in the ANSI code
+    page (cp1252, cp932...), where µ, ±, ✓ raise UnicodeEncodeError; unencodable characters become ``?``
+    instead. The encoding is kept (PYTHONIOENCODING, PYTHONUTF8 and the console's own still decide it)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="replace")
+        except (AttributeError, ValueError, OSError):   # None (pythonw), or not a TextIOWrapper
+            pass
+
+
 def main(argv=None) -> int:
     """``python install_plugin.py [--config-dir DIR] [--uninstall] [--dry-run]``"""
+    console_safe()
     parser = argparse.ArgumentParser(
         prog="install_plugin.py",
         description="Enable (or remove) the phy-bcreason plugin in Phy's user config "
