@@ -30,8 +30,9 @@ USER_CONFIG = textwrap.dedent(
 
 @pytest.fixture(autouse=True)
 def _no_real_home(tmp_path, monkeypatch):
-    """Make sure nothing can reach the real ~/.phy, even by accident."""
+    """Make sure nothing can reach the real ~/.phy, even by accident (USERPROFILE: Path.home() on Windows)."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path / "home"))
 
 
 def load_phy_config(config_dir):
