@@ -96,7 +96,7 @@ def export(explanation: Explanation, ks_dir: Path) -> list[Path]:
     reasons = pd.DataFrame({"cluster_id": explanation.cluster_ids, REASON_COLUMN: explanation.reasons})
     for path, table in ((reason_path, reasons), (audit_path, explanation.long_table())):
         try:
-            table.to_csv(path, sep="\t", index=False)
+            table.to_csv(path, sep="\t", index=False, encoding="utf-8", lineterminator="\n")
         except OSError as exc:
             raise UsageError(f"{path}: cannot write ({exc.strerror or exc})") from None
     return [reason_path, audit_path]
@@ -299,7 +299,8 @@ def run_audit_command(args: argparse.Namespace) -> int:
             if args.html:
                 from .batch.report import comparison_html, page
 
-                args.html.write_text(page("Bombcell runs compared", comparison_html(comparison)), encoding="utf-8")
+                args.html.write_text(page("Bombcell runs compared", comparison_html(comparison)), encoding="utf-8",
+                                     newline="\n")
             print(json.dumps(comparison.to_dict(), allow_nan=False, default=str) if args.json else comparison.text())
             if args.html:
                 print(f"wrote {args.html}", file=sys.stderr)
@@ -313,7 +314,7 @@ def run_audit_command(args: argparse.Namespace) -> int:
             try:
                 from dask.distributed import Client
             except ImportError:
-                raise UsageError("--dask-scheduler needs dask.distributed: pip install 'dask[distributed]'") from None
+                raise UsageError("--dask-scheduler needs dask.distributed: pip install \"dask[distributed]\"") from None
 
             client = Client(args.dask_scheduler)
             backend = "dask"
@@ -334,6 +335,7 @@ def run_audit_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    install.console_safe()   # never a UnicodeEncodeError on the console's code page
     args = build_parser().parse_args(argv)
     try:
         return run(args)

@@ -6,6 +6,7 @@ config folder, so neither the installed package nor the user's ~/.phy is touched
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import sys
@@ -31,6 +32,24 @@ def open_gui(ks_dir: Path, config_dir: Path, clear_state: bool = True):
         **get_template_params(str(Path(ks_dir) / "params.py")),
     )
     return controller, controller.create_gui(do_prompt_save=False)
+
+
+def close_phy(controller, folder: Path) -> None:
+    """Release every file Phy holds in ``folder``, so that it can be removed (Windows refuses to delete an open
+    file, WinError 32): the controller's model (its memory-mapped arrays and raw traces), then any log file
+    handler writing there (Phy's ``phy.log``, which older Phy versions never remove)."""
+    close = getattr(controller, "close", None)
+    if callable(close):
+        close()
+    folder = folder.resolve()
+    loggers = [logging.getLogger(), *(logger for logger in logging.Logger.manager.loggerDict.values()
+                                      if isinstance(logger, logging.Logger))]
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            filename = getattr(handler, "baseFilename", None)
+            if filename and Path(filename).resolve().is_relative_to(folder):
+                logger.removeHandler(handler)
+                handler.close()
 
 
 def first_cluster_with_label(controller, label: str) -> list[int]:
@@ -60,6 +79,7 @@ def run_demo(screenshot: Path | None = None, ks_dir: Path | None = None) -> int:
 
             QTimer.singleShot(1500, guarded(grab, what="the screenshot"))
         app.exec_()
+        close_phy(controller, Path(tmp))  # before the folder is removed
         from phylib.utils import reset
 
         reset()

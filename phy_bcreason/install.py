@@ -31,6 +31,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -395,9 +397,34 @@ def uninstall(config_dir: Path, dry_run: bool = False) -> list[str]:
 # Is the package importable by the Python that runs phy?
 # ------------------------------------------------------------------------------
 
+# Shared by the script below and this module (tested here with ntpath and nturl2path, as Windows runs them):
+# whether a package folder is inside a folder (any case on Windows; never raising across drives), and the
+# local path of a file:// URL (file:///C:/x is C:\\x on Windows, not /C:/x).
+_HELPERS = r"""
+def inside_folder(package, folder, path=None):
+    import os
+    path = path or os.path
+    try:
+        package, folder = path.normcase(path.realpath(package)), path.normcase(path.realpath(folder))
+        return bool(package) and path.commonpath([package, folder]) == folder
+    except ValueError:  # other drives (Windows), or a relative and an absolute path
+        return False
+def url_path(url, url2pathname=None):
+    from urllib.parse import urlparse
+    if url2pathname is None:
+        from urllib.request import url2pathname
+    parsed = urlparse(url)
+    if parsed.scheme != "file":
+        return ""
+    return url2pathname(("//" + parsed.netloc if parsed.netloc not in ("", "localhost") else "") + parsed.path)
+"""
+_helpers: dict = {}
+exec(_HELPERS, _helpers)
+inside_folder, url_path = _helpers["inside_folder"], _helpers["url_path"]
+
 # Run by that Python, from a neutral folder: `find_spec` sees every kind of install, since editable installs
 # are found through a meta-path finder (not a sys.path entry), user installs through the user site.
-_FIND_SCRIPT = r"""
+_FIND_SCRIPT = _HELPERS + r"""
 import importlib.util, json, os, site, sys
 sys.path[:] = [p for p in sys.path if p not in ("", os.getcwd())]  # `phy` does not run from the current folder
 def where(name):
@@ -409,17 +436,14 @@ def where(name):
         return None
     return os.path.dirname(spec.origin) if spec.origin else next(iter(spec.submodule_search_locations or []), "")
 found = {"python": sys.executable, "package": where(sys.argv[1]), "phy": where("phy"), "kind": "", "version": ""}
-package = os.path.realpath(found["package"] or "")
 def inside(folder):
-    folder = os.path.realpath(folder)
-    return bool(found["package"]) and os.path.commonpath([package, folder]) == folder
+    return bool(found["package"]) and inside_folder(found["package"], folder)
 try:
     import importlib.metadata as md
-    from urllib.parse import unquote, urlparse
     dist = md.distribution(sys.argv[2])
     found["version"] = dist.version
     url = json.loads(dist.read_text("direct_url.json") or "{}")
-    if url.get("dir_info", {}).get("editable") and inside(unquote(urlparse(url.get("url", "")).path)):
+    if url.get("dir_info", {}).get("editable") and inside(url_path(url.get("url", ""))):
         found["kind"] = "editable"
 except Exception:
     pass
@@ -436,33 +460,92 @@ print(json.dumps(found))
 """
 
 
-def _script_python(script: str) -> str | None:
-    """The Python interpreter a console script (``phy``) starts, read from its ``#!`` line; None if it is not a
-    Python script (a pyenv shim, a Windows launcher)."""
-    try:
-        with open(script, "rb") as f:
-            first = f.readline(1024).decode("utf-8", "replace").strip()
-    except OSError:
-        return None
-    if not first.startswith("#!"):
-        return None
-    words = first[2:].split()
+def _shebang_python(line: str) -> str | None:
+    """The interpreter a ``#!`` line names (``#!/usr/bin/env python3``, ``#!"C:\\Program Files\\...\\python.exe"``),
+    if it is a Python that exists."""
+    rest = line[2:].strip()
+    words = [rest[1:].split('"', 1)[0]] if rest.startswith('"') else rest.split()
     if words and os.path.basename(words[0]) == "env" and len(words) > 1:
         words = [shutil.which(words[1]) or words[1], *words[2:]]
-    if words and os.path.basename(words[0]).startswith("python") and os.path.isfile(words[0]):
+    if words and os.path.basename(words[0]).lower().startswith("python") and os.path.isfile(words[0]):
         return words[0]
     return None
 
 
+# pip's shim on POSIX when the interpreter's path has spaces: `#!/bin/sh`, then this line
+_SH_SHIM = re.compile(r"""^'''exec' (?:"([^"]+)"|(\S+)) "\$0" "\$@"\s*$""")
+# uv's Windows trampoline ends with the interpreter's path, its length (u32, little-endian) and a magic number
+_UV_MAGICS = (b"UVUV", b"UVSC", b"UVPY")
+
+
+def _launcher_python(data: bytes) -> str | None:
+    """What a Windows console-script launcher (``phy.exe``) says it starts, from the bytes appended to it: uv's
+    trampoline puts the interpreter's path at the very end (returned as is); pip's (distlib) puts a ``#!`` line
+    between the launcher and its zip archive (returned as that line)."""
+    if len(data) > 12 and data[-4:] in _UV_MAGICS:
+        size = int.from_bytes(data[-8:-4], "little")
+        if 0 < size <= len(data) - 8:
+            return data[-8 - size:-8].decode("utf-8", "replace")
+    archive = data.rfind(b"PK\x03\x04")   # the zip's one local header (the central directory's are PK\x01\x02)
+    shebang = data.rfind(b"#!", 0, archive if archive > 0 else len(data))
+    if shebang < 0:
+        return None
+    return data[shebang:].split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
+
+
+def _script_python(script: str) -> str | None:
+    """The Python interpreter a console script (``phy``) starts: read from its ``#!`` line, from pip's ``/bin/sh``
+    shim (an interpreter path with spaces), or from a Windows launcher (``phy.exe`` has no ``#!`` line: the path
+    is appended inside); None if none names an existing Python (a pyenv shim, a launcher of unknown make)."""
+    try:
+        with open(script, "rb") as f:
+            head = f.read(4096)
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 262144))
+            tail = f.read()   # a launcher's appended part: its interpreter and a small zip
+    except OSError:
+        return None
+    lines = head.decode("utf-8", "replace").splitlines()
+    first = lines[0].strip() if lines else ""
+    if first.startswith("#!"):
+        if first[2:].strip() in ("/bin/sh", "/usr/bin/env sh") and len(lines) > 1:
+            match = _SH_SHIM.match(lines[1].strip())
+            if match and os.path.isfile(match.group(1) or match.group(2)):
+                return match.group(1) or match.group(2)
+        return _shebang_python(first)
+    if head.startswith(b"MZ"):   # a Windows executable
+        found = _launcher_python(tail)
+        if found and found.startswith("#!"):
+            return _shebang_python(found)
+        if found and os.path.isfile(found):
+            return found
+    return None
+
+
 def phy_python() -> tuple[str, str]:
-    """(interpreter, how it was found): the Python that the ``phy`` command on PATH runs, else this one."""
+    """(interpreter, how it was found): the Python that the ``phy`` command on PATH runs, else this one. When a
+    Windows launcher's own interpreter cannot be read, the ``python.exe`` beside ``phy.exe`` (a venv's or
+    conda's ``Scripts\\``)."""
     phy = shutil.which("phy")
     python = _script_python(phy) if phy else None
     if python:
         return python, f"the Python of {phy}"
     if phy:
+        beside = os.path.join(os.path.dirname(phy), "python.exe")
+        if phy.lower().endswith(".exe") and os.path.isfile(beside):
+            return beside, f"the python.exe beside {phy}"
         return sys.executable, f"this Python ({phy} does not name its Python)"
     return sys.executable, "this Python (no phy command on PATH)"
+
+
+def shell_quote(words: list[str], windows: bool | None = None) -> str:
+    """A command line to paste into the user's shell: POSIX quoting; on Windows, double quotes around words with
+    spaces (cmd.exe), and the PowerShell form in parentheses, which needs ``&`` before a quoted program."""
+    windows = os.name == "nt" if windows is None else windows
+    if not windows:
+        return shlex.join(words)
+    line = " ".join(f'"{w}"' if not w or re.search(r"[\s&()^%!;,']", w) else w for w in words)
+    return f"{line} (in PowerShell: & {line})" if line.startswith('"') else line
 
 
 def find_package(python: str | None = None, timeout: float = 60) -> dict:
@@ -497,8 +580,9 @@ def package_report(found: dict | None = None) -> list[str]:
         version = f" {found['version']}" if found["version"] else ""
         lines.append(f"{PACKAGE}{version} will be loaded by {python} ({found['how']}): {kind} {found['package']}")
     else:
+        pip = shell_quote([python, "-m", "pip", "install", "phy-bcreason"])
         lines.append(f"note: {PACKAGE} is not installed in {python} ({found['how']}); install it there: "
-                     f"{python} -m pip install phy-bcreason (or -e /path/to/phy-bcreason)")
+                     f"{pip} (or -e /path/to/phy-bcreason)")
     if not found["phy"]:
         lines.append(f"note: phy is not installed in {python} either")
     return lines
@@ -535,8 +619,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="print what would be done, write nothing")
 
 
+def console_safe() -> None:
+    """Let stdout and stderr print any text on any console: a redirected Windows stream encodes in the ANSI code
+    page (cp1252, cp932...), where µ, ±, ✓ raise UnicodeEncodeError; unencodable characters become ``?``
+    instead. The encoding is kept (PYTHONIOENCODING, PYTHONUTF8 and the console's own still decide it)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.reconfigure(errors="replace")
+        except (AttributeError, ValueError, OSError):   # None (pythonw), or not a TextIOWrapper
+            pass
+
+
 def main(argv=None) -> int:
     """``python install_plugin.py [--config-dir DIR] [--uninstall] [--dry-run]``"""
+    console_safe()
     parser = argparse.ArgumentParser(
         prog="install_plugin.py",
         description="Enable (or remove) the phy-bcreason plugin in Phy's user config "

@@ -21,8 +21,13 @@ opens, so open copies in Phy.
 
 from __future__ import annotations
 
-import contextlib
 import os
+
+# Before anything imports Qt: Qt's offscreen platform, so that the test command is plain `python -m pytest -q`
+# in every shell (bash, PowerShell, cmd.exe) and on every OS, with no window shown.
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import contextlib
 import sys
 from pathlib import Path
 

@@ -102,6 +102,15 @@ def test_discovery_finds_every_run_at_any_depth_and_skips_caches(tree):
                                                ("session1/kilosort4_B", "bombcell")]
 
 
+def test_discovery_skips_windows_system_folders_and_hidden_ones(tmp_path):
+    # `audit D:\` on a drive whose recycle bin holds a deleted copy of a sorting
+    demo = Path(__file__).resolve().parents[1] / "phy_bcreason" / "demo_data"
+    for where in ("data/ks", "$RECYCLE.BIN/S-1-5-21-1000/$R1X2Y3Z/ks", "System Volume Information/ks",
+                  "$Recycle.Bin/ks", ".Trash-1000/files/ks"):
+        shutil.copytree(demo, tmp_path / where)
+    assert [(t.folder, t.run) for t in discover([tmp_path])] == [("data/ks", "bombcell")]
+
+
 def test_audit_cli_reports_the_unreadable_folder_and_goes_on(audited, tree):
     result, out = audited
     assert result.returncode == 0, result.stderr

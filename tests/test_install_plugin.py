@@ -30,8 +30,9 @@ USER_CONFIG = textwrap.dedent(
 
 @pytest.fixture(autouse=True)
 def _no_real_home(tmp_path, monkeypatch):
-    """Make sure nothing can reach the real ~/.phy, even by accident."""
+    """Make sure nothing can reach the real ~/.phy, even by accident (USERPROFILE: Path.home() on Windows)."""
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("USERPROFILE", str(tmp_path / "home"))
 
 
 def load_phy_config(config_dir):
@@ -638,3 +639,98 @@ def test_report_user_install(tmp_path, monkeypatch):
         pytest.skip("this Python does not use a user site (a virtual environment)")
     assert found["kind"] == "user"
     assert f"user install in {package}" in ip.package_report(found)[0]
+
+
+# ------------------------------------------------------------------------------
+# Windows-shaped environments: Scripts\python.exe, a phy.exe launcher without a #! line, paths with spaces
+# ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def windows_env(bare_venv, tmp_path):
+    """``My Env\\Scripts\\`` as a Windows venv lays it out, under folders with spaces in their names: its
+    pyvenv.cfg and a python.exe (here this machine's interpreter, linked), so that it runs here as a venv."""
+    _, venv_python, _ = bare_venv
+    env = tmp_path / "Program Files" / "My Env"
+    (env / "Scripts").mkdir(parents=True)
+    shutil.copy(venv_python.parent.parent / "pyvenv.cfg", env / "pyvenv.cfg")
+    python = env / "Scripts" / "python.exe"
+    try:
+        python.symlink_to(os.path.realpath(venv_python))
+    except OSError as exc:   # Windows without Developer Mode (WinError 1314)
+        pytest.skip(f"no symlinks here: {exc}")
+    return env / "Scripts", python
+
+
+def _zip_of_main() -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("__main__.py", "import sys\nfrom phy.apps import phycli\nsys.exit(phycli())\n")
+    return buffer.getvalue()
+
+
+STUB = b"MZ\x90\x00" + bytes(range(256)) * 64   # a launcher's own code: no #! line, no interpreter
+
+
+def test_pip_launcher_names_its_python_inside(windows_env):
+    scripts, python = windows_env
+    phy = scripts / "phy.exe"   # distlib's layout: launcher, #! line (quoted: spaces), zip with __main__.py
+    phy.write_bytes(STUB + f'#!"{python}"\r\n'.encode() + _zip_of_main())
+    assert ip._script_python(str(phy)) == str(python)
+
+
+def test_uv_trampoline_names_its_python_at_its_end(windows_env):
+    scripts, python = windows_env
+    path = str(python).encode()
+    for magic in (b"UVUV", b"UVSC"):
+        phy = scripts / "phy.exe"   # uv's layout: launcher, zip, interpreter path, its length, magic number
+        phy.write_bytes(STUB + _zip_of_main() + path + len(path).to_bytes(4, "little") + magic)
+        assert ip._script_python(str(phy)) == str(python)
+
+
+def test_unreadable_launcher_falls_back_to_python_exe_beside_it(windows_env, monkeypatch):
+    scripts, python = windows_env
+    phy = scripts / "phy.exe"
+    phy.write_bytes(STUB + _zip_of_main())
+    assert ip._script_python(str(phy)) is None
+    monkeypatch.setattr(ip.shutil, "which", lambda name: str(phy) if name == "phy" else None)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    assert ip.phy_python() == (str(python), f"the python.exe beside {phy}")
+    found = ip.find_package()
+    assert found["python"] == str(python) and found["package"] is None and "error" not in found
+    # the pip command is pasted as is: quoted, since the path has spaces
+    assert ip.shell_quote([str(python), "-m", "pip", "install", "phy-bcreason"]) in ip.package_report(found)[0]
+
+
+def test_pip_sh_shim_for_an_interpreter_path_with_spaces(windows_env):
+    _, python = windows_env
+    phy = python.parent / "phy"
+    phy.write_text(f"#!/bin/sh\n'''exec' \"{python}\" \"$0\" \"$@\"\n' '''\nimport sys\n")
+    assert ip._script_python(str(phy)) == str(python)
+
+
+def test_pip_command_is_quoted_for_cmd_and_powershell():
+    python = r"C:\Program Files\Python311\python.exe"
+    line = ip.shell_quote([python, "-m", "pip", "install", "phy-bcreason"], windows=True)
+    cmd = rf'"{python}" -m pip install phy-bcreason'
+    assert line == f"{cmd} (in PowerShell: & {cmd})"
+    assert ip.shell_quote([r"C:\Python311\python.exe", "-m", "pip"], windows=True) == r"C:\Python311\python.exe -m pip"
+    assert ip.shell_quote(["/opt/my env/bin/python", "-m", "pip"], windows=False) == "'/opt/my env/bin/python' -m pip"
+
+
+def test_windows_paths_editable_url_and_other_drives():
+    import ntpath
+    import nturl2path
+
+    # direct_url.json of an editable install on Windows: file:///C:/... is C:\..., not /C:/...
+    assert ip.url_path("file:///C:/Users/Me/My%20Code/phy-bcreason", nturl2path.url2pathname) == \
+        r"C:\Users\Me\My Code\phy-bcreason"
+    assert ip.url_path("file://server/share/phy-bcreason", nturl2path.url2pathname) == r"\\server\share\phy-bcreason"
+    assert ip.url_path("https://example.org/x") == ""
+    # the same folder in another case is the same folder; another drive is never inside (commonpath raises)
+    assert ip.inside_folder(r"C:\Users\Me\My Code\phy-bcreason\phy_bcreason", r"c:\users\me\my code", ntpath)
+    assert not ip.inside_folder(r"D:\src\phy_bcreason", r"C:\Users\Me\AppData\Roaming\Python", ntpath)
+    assert not ip.inside_folder(r"C:\src\phy_bcreason", r"C:\src2", ntpath)

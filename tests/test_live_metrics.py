@@ -6,6 +6,7 @@ new cluster's live metrics and label with Bombcell's.
 
 import os
 import threading
+from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -74,11 +75,38 @@ def assert_same_metrics(live_table: pd.DataFrame, rerun: pd.DataFrame, not_live:
             assert np.isnan(live_row[metric]), (cluster_id, metric)
 
 
-@pytest.mark.parametrize("variant", ["defaults", "drift-distance-hill", "raw"])
+def written_elsewhere(ks, tmp_path, variant) -> str:
+    """Make ``ks`` a folder whose Bombcell run was written on another machine: its raw_data_file names a path
+    that is not on this one. "raw-from-windows": ``D:\\...\\recording.bin``, the file in the Kilosort folder;
+    "raw-moved-folder": the POSIX path of a server, the recording in a folder beside the Kilosort folder that
+    params.py's dat_path names relatively. The raw_data_file written."""
+    raw = ks / "recording.bin"
+    if variant == "raw-from-windows":
+        written = r"D:\sorting\mouse1\recording.bin"
+    else:
+        written = "/mnt/server/sorting/mouse1/recording.bin"
+        elsewhere = tmp_path / "raw" / "recording.bin"
+        elsewhere.parent.mkdir()
+        elsewhere.symlink_to(raw.resolve())
+        raw.unlink()
+        params = (ks / "params.py").read_text(encoding="utf-8")
+        (ks / "params.py").write_text(params.replace("dat_path = 'recording.bin'",
+                                                     "dat_path = '../raw/recording.bin'"), encoding="utf-8")
+    table = pd.read_parquet(ks / "bombcell" / PARAMS_FILE)
+    assert not Path(table["raw_data_file"].iloc[0]).parent.samefile(ks)  # the session's dataset, not this copy
+    table["raw_data_file"] = written
+    table.to_parquet(ks / "bombcell" / PARAMS_FILE)
+    return written
+
+
+@pytest.mark.parametrize("variant", ["defaults", "drift-distance-hill", "raw", "raw-from-windows",
+                                     "raw-moved-folder"])
 def test_live_metrics_and_labels_equal_bombcell_rerun_on_the_saved_folder(variant, request, tmp_path, open_phy):
-    # raw: Bombcell ran with extractRaw on; rawAmplitude and signalToNoiseRatio come from the raw recording
-    ks = dsb.copy_dataset(request.getfixturevalue("ks_dataset_raw" if variant == "raw" else "ks_dataset"),
-                          tmp_path / "ks")
+    # raw: Bombcell ran with extractRaw on; rawAmplitude and signalToNoiseRatio come from the raw recording.
+    # raw-from-windows, raw-moved-folder: the same, with the run's raw_data_file written on another machine.
+    raw = variant.startswith("raw")
+    ks = dsb.copy_dataset(request.getfixturevalue("ks_dataset_raw" if raw else "ks_dataset"), tmp_path / "ks")
+    written = written_elsewhere(ks, tmp_path, variant) if variant.startswith("raw-") else None
     overrides = {}
     if variant == "drift-distance-hill":
         # drift is recomputed live; distance metrics are not (they compare with every other cluster); the
@@ -135,8 +163,11 @@ def test_live_metrics_and_labels_equal_bombcell_rerun_on_the_saved_folder(varian
         # Reasons come from the same engine as Bombcell's own rows.
         reasons = explain_folder(ks, ks / "bombcell_after_curation", check=False).table()
         assert [shown[c]["bc_classificationReason"] for c in new] == reasons.loc[new, "reason"].tolist()
-    if variant == "raw":
+    if raw:
         assert live_table[["rawAmplitude", "signalToNoiseRatio"]].notna().sum().tolist() == [5, 5]  # not the 40
+    if written:  # the dock says which file was read instead
+        read = ks / "recording.bin" if variant == "raw-from-windows" else tmp_path / "raw" / "recording.bin"
+        assert any(written in note and str(read) in note for note in recording.notes), recording.notes
     small = made["split 40 spikes off 11"]
     assert shown[small[0]]["bc_label"] == "NOISE"  # 40 spikes: every metric NaN, nPeaks too
 

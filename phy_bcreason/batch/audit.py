@@ -34,6 +34,8 @@ from ..io.results import BombcellResultsError
 NEAR = 0.1  # "near a threshold": the comparison nearest to changing the label is within 10% of its threshold
 KILOSORT_FILES = ("params.py", "spike_clusters.npy", "spike_templates.npy")
 SKIPPED_DIRS = (".phy", "__pycache__")
+# Windows' system folders at a drive's root (`audit D:\`), hidden without a dot: compared case-insensitively
+SYSTEM_DIRS = ("$recycle.bin", "system volume information", "recycler")
 OK, UNREADABLE = "ok", "unreadable"
 
 
@@ -78,9 +80,10 @@ def _name(path: Path, root: Path, prefix: str) -> str:
 def discover(roots) -> list[Target]:
     """Every Bombcell run under ``roots``, at any depth: each folder holding Bombcell's results (its metrics
     table, or SpikeInterface's wide labelling table) is one run of the Kilosort folder it sits in (or of the
-    `sorter_output/` beside it). Hidden folders, Phy's `.phy` cache and the inside of results folders are not
-    searched. Every results folder is one target, so a Kilosort folder with a default and a re-run
-    (`bombcell/`, `bombcell_np2/`) is audited twice; the one `find_bombcell_dir` picks comes first."""
+    `sorter_output/` beside it). Hidden folders, Windows' system folders (`$RECYCLE.BIN`, `System Volume
+    Information`), Phy's `.phy` cache and the inside of results folders are not searched. Every results folder
+    is one target, so a Kilosort folder with a default and a re-run (`bombcell/`, `bombcell_np2/`) is audited
+    twice; the one `find_bombcell_dir` picks comes first."""
     roots = [Path(r).absolute() for r in roots]
     for root in roots:
         if not root.is_dir():
@@ -98,7 +101,8 @@ def discover(roots) -> list[Target]:
                     targets[key] = Target(ks_dir, here, _name(ks_dir, root, prefix),
                                           os.path.relpath(here, ks_dir).replace(os.sep, "/"))
                 continue
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in SKIPPED_DIRS)
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in SKIPPED_DIRS
+                                 and d.casefold() not in SYSTEM_DIRS)
 
     def order(target: Target):
         try:

@@ -303,9 +303,10 @@ def write_audit(audit: Audit, out: Path, report: bool = True, title: str = "Bomb
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, table in ((UNITS_FILE, audit.units), (RULES_FILE, audit.rules), (FOLDERS_FILE, audit.folders)):
-        table.to_csv(out / name, sep="\t", index=False)
+        table.to_csv(out / name, sep="\t", index=False, encoding="utf-8", lineterminator="\n")
         written.append(out / name)
     if report:
-        (out / REPORT_FILE).write_text(audit_html(audit, title=title, comparisons=comparisons), encoding="utf-8")
+        (out / REPORT_FILE).write_text(audit_html(audit, title=title, comparisons=comparisons), encoding="utf-8",
+                                       newline="\n")
         written.append(out / REPORT_FILE)
     return written

@@ -3,7 +3,10 @@ Memory-mapped, never unpickled."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import ast
+import os
+import re
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 import numpy as np
 
@@ -11,6 +14,65 @@ from ..core.errors import first_line
 
 # Where Phy takes each spike's cluster from (spike_templates.npy when a folder was never curated).
 SPIKE_FILES = ("spike_clusters.npy", "spike_templates.npy")
+
+
+def foreign_name(path: str) -> str:
+    """The file name of a path written on any OS: ``D:\\x\\r.bin`` and ``/x/r.bin`` are both ``r.bin`` here (on
+    POSIX, ``Path(r"D:\\x\\r.bin").name`` is the whole string)."""
+    return (PureWindowsPath(path) if _windows_shaped(path) else PurePosixPath(path)).name
+
+
+def _windows_shaped(path: str) -> bool:
+    return "\\" in path or re.match(r"^[A-Za-z]:", path) is not None
+
+
+def dat_paths(ks_dir: Path) -> list[str]:
+    """params.py's ``dat_path`` (a string or a list of them) as written, without running the file; [] when
+    there is none or it cannot be read."""
+    try:
+        tree = ast.parse((ks_dir / "params.py").read_text(encoding="utf-8", errors="replace"))
+    except (OSError, SyntaxError, ValueError):
+        return []
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "dat_path"
+                                                for t in node.targets):
+            try:
+                value = ast.literal_eval(node.value)
+            except ValueError:
+                return []
+            values = value if isinstance(value, list | tuple) else [value]
+            return [v for v in values if isinstance(v, str) and v]
+    return []
+
+
+def find_raw_file(ks_dir: Path, written: str) -> tuple[Path | None, list[str]]:
+    """The raw recording Bombcell named ``written`` (its ``raw_data_file``, as written on the machine it ran on),
+    found on this one: as written, then by file name in the Kilosort folder, then beside each of params.py's
+    ``dat_path`` (relative ones from the Kilosort folder). (path or None, every place tried)."""
+    tried: list[str] = []
+
+    def seen(candidate: Path) -> bool:
+        tried.append(str(candidate))
+        try:
+            return candidate.is_file()
+        except OSError:
+            return False
+
+    if seen(Path(written)):
+        return Path(written), tried
+    name = foreign_name(written)
+    if not name:
+        return None, tried
+    folders = [ks_dir]
+    for dat in dat_paths(ks_dir):
+        pure = PureWindowsPath(dat) if _windows_shaped(dat) else PurePosixPath(dat)
+        folder = Path(os.path.normpath(pure.parent if pure.is_absolute() else ks_dir.joinpath(*pure.parent.parts)))
+        if folder not in folders and folder.is_dir():   # a Windows folder on POSIX never is
+            folders.append(folder)
+    for folder in folders:
+        if seen(folder / name):
+            return folder / name, tried
+    return None, tried
 
 
 def find_spike_file(ks_dir: Path) -> Path:

@@ -18,7 +18,7 @@ import pandas as pd
 
 from ..core.backfill import bombcell_default_arrays
 from ..core.errors import UserError
-from ..io.kilosort import find_spike_file
+from ..io.kilosort import find_raw_file, find_spike_file
 
 DISTANCE_METRICS = ("isolationDistance", "Lratio", "silhouetteScore")
 RAW_METRICS = ("rawAmplitude", "signalToNoiseRatio")
@@ -197,7 +197,7 @@ class Recording:
             recording.not_live.update(dict.fromkeys(
                 DISTANCE_METRICS, "compares the cluster with every other cluster's PC features: not recomputed live"))
         if params.get("extractRaw") and ran(RAW_METRICS):
-            recording.raw, why = open_raw(ks_dir, params)
+            recording.raw, why = open_raw(ks_dir, params, recording.notes)
             if recording.raw is None:
                 recording.not_live.update(dict.fromkeys(RAW_METRICS, why))
         if params.get("removeDuplicateSpikes"):
@@ -252,14 +252,22 @@ def rebuild_arrays(params: dict, run_metrics: pd.DataFrame | None) -> dict[str, 
     return rebuilt
 
 
-def open_raw(ks_dir: Path, params: dict) -> tuple[np.ndarray | None, str]:
+def open_raw(ks_dir: Path, params: dict, notes: list[str] | None = None) -> tuple[np.ndarray | None, str]:
     """The raw recording as Bombcell's `extract_raw_waveforms` opens it (int16, samples x channels), or None and
-    why not."""
-    raw_file = params.get("raw_data_file")
-    if not isinstance(raw_file, str) or not Path(raw_file).is_file():
-        return None, f"needs the raw recording, and the run's raw_data_file ({raw_file}) is not there"
-    if raw_file.endswith(".cbin") or params.get("ephys_meta_file"):
-        return None, "needs the raw recording: compressed data and meta files are not read live"
+    why not. ``raw_data_file`` is as written where Bombcell ran (perhaps another OS, another drive): when it is
+    not there, the file of that name in the Kilosort folder or beside params.py's dat_path (`find_raw_file`);
+    a note in ``notes`` says which was read."""
+    written = params.get("raw_data_file")
+    if not isinstance(written, str) or not written:
+        return None, f"needs the raw recording, and the run names none (raw_data_file {written!r})"
+    found, tried = find_raw_file(ks_dir, written)
+    if found is None:
+        return None, f"needs the raw recording, and the run's raw_data_file ({written}) is not there; also " \
+                     f"looked for it by name at {', '.join(tried[1:]) or 'no other place'}"
+    if str(found) != written and notes is not None:
+        notes.append(f"the run's raw_data_file ({written}) is not on this machine: read {found}, the file of "
+                     "that name")
+    raw_file = str(found)
     channel_map = ks_dir / "channel_map.npy"
     if channel_map.is_file() and not np.array_equal(np.load(channel_map).ravel(),
                                                      np.arange(np.load(channel_map).size)):

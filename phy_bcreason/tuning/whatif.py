@@ -107,7 +107,7 @@ def save_parameters(folder: Path, params: dict, overrides: dict, thresholds: dic
     while path.exists():
         path, n = Path(folder) / f"{prefix}{stamp}-{n}{suffix}", n + 1
     if thresholds is not None:
-        path.write_text(json.dumps(unflatten_thresholds(thresholds, edited), indent=2), encoding="utf-8")
+        path.write_text(json.dumps(unflatten_thresholds(thresholds, edited), indent=2), encoding="utf-8", newline="\n")
     else:
         write_table(pd.DataFrame([edited]), path)
     return path
