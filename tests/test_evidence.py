@@ -370,3 +370,33 @@ def test_in_phy_a_picture_that_fails_says_so(ks_dataset_copy, open_phy, monkeypa
     assert wait(lambda: view.evidence.status.text().startswith("No picture: it could not be drawn"), 30), \
         view.evidence.status.text()
     assert view.content.title.startswith("cluster 0:") and view.evidence.png is None
+
+
+def test_a_unit_with_too_few_spikes_to_pass_the_refractory_test_says_so():
+    """Issue #22: a 248-spike unit of the demo has 0 pairs in its refractory window and contamination 1; the
+    panel says why (Bombcell expects so few pairs at the threshold that even 0 cannot confirm it) and its
+    pair counts start at 0 (an empty histogram was centred on zero: negative 'spike pairs')."""
+    from phy_bcreason.demo import DEMO_DATA
+    from phy_bcreason.live.evidence import PANEL_TITLES
+
+    results = load_results(DEMO_DATA / "bombcell", ks_dir=DEMO_DATA)
+    explanation = explain_folder(DEMO_DATA)
+    import_bombcell_functions()
+    recording = Recording.load(DEMO_DATA, results.params, results.metrics)
+    spike_clusters = spike_clusters_of(DEMO_DATA)
+    found = []
+    for cluster_id in results.cluster_ids.tolist():
+        comparisons = explanation.comparisons(cluster_id)
+        rpv = next(c for c in comparisons if c["metric"] == "fractionRPVs_estimatedTauR")
+        if rpv["value"] != 1.0 or rpv["status"] not in ("decisive", "also_failed"):
+            continue
+        evidence = measure(recording, np.flatnonzero(spike_clusters == cluster_id))
+        built = panels(evidence)
+        assert built["refractory"].data["violations"] == 0
+        (ax,) = [ax for ax in figure(evidence, comparisons, built=built).axes
+                 if ax.get_title(loc="left").startswith(PANEL_TITLES["refractory"])]
+        texts = " ".join(t.get_text() for t in ax.texts)
+        assert "too few spikes to pass" in texts and "even 0 pairs" in texts, texts
+        assert ax.get_ylim()[0] == 0
+        found.append(cluster_id)
+    assert found  # the demo has such a unit (cluster 14, 248 spikes)

@@ -157,30 +157,37 @@ def _draw_refractory(ax, panel: Panel, comparisons: list[dict]) -> None:
                label=f"tauC {d['tauC'] * 1000:g} to tauR {d['tauR'] * 1000:g} ms: {d['violations']} pair(s)")
     ax.set_xlabel(f"time to later spikes (ms), {d['n']} spikes; method {d['method']}")
     ax.set_ylabel("spike pairs")
+    ax.set_ylim(bottom=0)  # counts: an empty histogram is not centred on zero
+    ax.yaxis.get_major_locator().set_params(integer=True)
     if "fractionRPVs_estimatedTauR" in panel.values:
         text = f"contamination {panel.values['fractionRPVs_estimatedTauR']:.3g}"
-        limit = _most_pairs_passing(d, comparisons)
+        limit, expected, threshold = _most_pairs_passing(d, comparisons)
         if limit is not None:
             text += f"\nto pass, at most {limit} pair(s) here"
+        elif expected is not None:  # too few spikes: Bombcell's test cannot confirm a low contamination
+            text += (f"\ntoo few spikes to pass: at contamination {threshold:g} Bombcell expects "
+                     f"{expected:.2g} pair(s) here,\nso even 0 pairs do not reach its {d['confidence']:.0%} "
+                     "confidence")
         ax.text(0.98, 0.95, text, color=FOREGROUND, fontsize=7, transform=ax.transAxes, ha="right", va="top",
                 bbox=dict(facecolor=BACKGROUND, alpha=0.8, edgecolor="none"))
     ax.legend(fontsize=6, loc="upper left", facecolor=BACKGROUND, labelcolor=FOREGROUND, edgecolor="#555555")
 
 
-def _most_pairs_passing(d: dict, comparisons: list[dict]) -> int | None:
+def _most_pairs_passing(d: dict, comparisons: list[dict]) -> tuple[int | None, float | None, float | None]:
     """For the sliding refractory test: the most spike pairs in the shaded window (this tauR) that would still
     confirm a contamination at or below the threshold (Bombcell's Poisson confidence), i.e. how far from
-    flipping the unit is in what is drawn."""
+    flipping the unit is in what is drawn. Returns (that count, or None when no count passes, the pairs Bombcell
+    expects there at the threshold, the threshold), or Nones where the test is another."""
     threshold = next((t for t, _status in _thresholds(comparisons, "fractionRPVs_estimatedTauR")), None)
     if d.get("method") != "ibl_sliding" or threshold is None or not np.isfinite(d["tauR"]):
-        return None
+        return None, None, None
     import bombcell.quality_metrics as qm
     from scipy.stats import poisson
 
     effective = d["duration"] - 2 * d["n"] * d["tauC"]
     expected = qm._sliding_rp_expected_violations(d["n"], effective, d["tauR"], d["tauC"], threshold)
     passing = np.flatnonzero(poisson.sf(np.arange(int(expected) + 50), expected) >= d["confidence"])
-    return int(passing.max()) if len(passing) else None
+    return (int(passing.max()) if len(passing) else None), float(expected), float(threshold)
 
 
 def _draw_presence(ax, panel: Panel, comparisons: list[dict]) -> None:
