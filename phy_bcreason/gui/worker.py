@@ -90,9 +90,12 @@ class Pictures:
             view.show_picture(cluster_id, *self.cache[key])
             return
         self.wanted = key
-        comparisons = live.explanation.comparisons(cluster_id)
+        try:
+            spike_ids = self.spikes_of(cluster_id)
+            comparisons = live.explanation.comparisons(cluster_id)
+        except KeyError:  # merged, split or undone away since the panel asked (its resize timer, a late selection)
+            return
         title = f"cluster {cluster_id}: {live.column_values(cluster_id)['bc_label'] or '(empty)'}"
-        spike_ids = self.spikes_of(cluster_id)
 
         def job():
             if self.wanted != key:
