@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import io
+import json
 import warnings
 from pathlib import Path
 
@@ -112,3 +113,17 @@ def test_a_duplicated_column_the_rules_do_not_read_is_ignored_as_bombcell_ignore
     metrics.insert(0, "maxDriftEstimate", [500.0, 1.0], allow_duplicates=True)
     params = {**SAVED_DEFAULTS, "computeDrift": False}
     assert list(evaluate(metrics, params).labels) == bombcell_labels(metrics, params) == ["GOOD", "GOOD"]
+
+
+def test_a_text_threshold_of_a_metric_the_table_lacks_is_dropped_as_spikeinterface_drops_it(tmp_path):
+    thresholds = bombcell_get_default_thresholds()
+    thresholds["mua"]["snr"] = {"greater": "abc", "less": None}
+    metrics = pd.DataFrame({"exp_decay": [0.05, 0.5], "num_spikes": [1000, 10]}, index=pd.Index([0, 1], name="unit_id"))
+    labels = spikeinterface_labels(metrics, thresholds)
+    assert labels == ["GOOD", "NOISE"]
+    results = tmp_path / "bombcell"
+    results.mkdir()
+    metrics.assign(label=["good", "noise"]).to_csv(results / "labeling_results_wide.csv")
+    (results / "thresholds.json").write_text(json.dumps(thresholds))
+    explanation = explain_folder(tmp_path)
+    assert list(explanation.rule_labels) == labels and not explanation.flagged.any()
