@@ -129,9 +129,10 @@ def compared_column(metrics: pd.DataFrame, name: str, classifier: str = PYTHON
     The array keeps the dtype the classifier's comparisons run in: Python Bombcell compares the pandas column
     (pandas compares a nullable column's data, pyarrow a float column in float64), SpikeInterface its
     ``to_numpy()``. Missing values (an absent column, NaN, pandas' NA, a cell that is not a number) are NaN, as
-    the rules read them. What stops it: DUPLICATED (the name picks several columns), TEXT (a string column, or a
-    cell that is neither a number nor missing), OBJECTS (numbers in an object column: Python Bombcell compares
-    them, np.isnan and SpikeInterface cannot); None when nothing does.
+    the rules read them (where pandas' NA reaches a mask or np.isnan the classifier raises). What stops it:
+    DUPLICATED (the name picks several columns), TEXT (a string column, or a cell that is neither a number nor
+    missing), OBJECTS (numbers in an object column: Python Bombcell compares them, np.isnan and SpikeInterface
+    cannot); None when nothing does.
     """
     if name not in metrics.columns:
         return np.full(len(metrics), np.nan), None, ""
@@ -140,6 +141,9 @@ def compared_column(metrics: pd.DataFrame, name: str, classifier: str = PYTHON
         return np.full(len(metrics), np.nan), DUPLICATED, f"appears {count} times"
     column = metrics[name]
     array = column.to_numpy()
+    if array.dtype == object and isinstance(column.dtype, pd.api.extensions.ExtensionDtype) and \
+            not pd.api.types.is_string_dtype(column.dtype):  # a nullable boolean (or pyarrow) column with NA
+        array = column.to_numpy(dtype=float, na_value=np.nan)
     if array.dtype.kind in "biuf":
         if classifier != SPIKEINTERFACE and isinstance(column.dtype, pd.ArrowDtype) and array.dtype.kind == "f":
             array = array.astype(float)  # pyarrow compares a float32 column with a Python float in float64
@@ -153,14 +157,20 @@ def compared_column(metrics: pd.DataFrame, name: str, classifier: str = PYTHON
 
 
 def _cannot_read(stopped: str | None, use: str, classifier: str) -> bool:
-    """Whether the classifier's code raises on a column stopped so, used so: 'compare' (> or <), 'isnan', 'equals'."""
+    """Whether the classifier's code raises on a column stopped so, used so: 'compare' (> or <), 'isnan',
+    'equals' (==), 'unanswered' (> or < with a None or NaN threshold, which pandas answers False unread)."""
     if stopped is None:
         return False
     if stopped == DUPLICATED or classifier == SPIKEINTERFACE:  # it takes np.isnan of every thresholded column
         return True
-    if use == "equals":  # RPV_status == 0: a text cell is just not 0
+    if use in ("equals", "unanswered"):  # RPV_status == 0: a text cell is just not 0; `> None` is never read
         return False
     return use == "isnan" or stopped == TEXT
+
+
+def _unanswered(threshold) -> bool:
+    """pandas answers False to ``column > threshold`` without reading the column (Python Bombcell's comparisons)."""
+    return threshold is None or threshold is pd.NA or isinstance(threshold, float | np.floating) and np.isnan(threshold)
 
 
 COLUMN, THRESHOLD = "column", "threshold"
@@ -171,8 +181,9 @@ def _read(metrics: pd.DataFrame, params: dict, classifier: str, rules, inactive)
     the classifier reads under ``params`` (its applied rules) but cannot compare: its own code raises there."""
     uses: dict[str, set[str]] = {"nSpikes": {"equals"} if UNLABELLED_EMPTY_UNITS[classifier] else set()}
     for j, rule in enumerate(rules):
-        applied = j not in inactive
-        uses.setdefault(rule.metric, set()).update({"isnan" if rule.op == "isnan" else "compare"} if applied else ())
+        applied = j not in inactive or bool(rule.never)  # SpikeInterface reads a never-holding test all the same
+        use = "isnan" if rule.op == "isnan" else "unanswered" if _unanswered(params.get(rule.param)) else "compare"
+        uses.setdefault(rule.metric, set()).update({use} if applied else ())
         if rule.only_where_present:
             uses.setdefault(rule.only_where_present, set()).update({"isnan"} if applied else ())
         if rule.exempt_when:
@@ -183,9 +194,9 @@ def _read(metrics: pd.DataFrame, params: dict, classifier: str, rules, inactive)
         columns[name], stopped, why = compared_column(metrics, name, classifier)
         if any(_cannot_read(stopped, use, classifier) for use in used):
             cannot.append((COLUMN, name, why))
-    for param in dict.fromkeys(r.param for j, r in enumerate(rules) if r.param and j not in inactive):
+    for param in dict.fromkeys(r.param for j, r in enumerate(rules) if r.param and (j not in inactive or r.never)):
         threshold = params.get(param)
-        if threshold is not None and not _is_number(threshold):  # None: Python Bombcell's pandas says False
+        if not _unanswered(threshold) and not _is_number(threshold):
             cannot.append((THRESHOLD, param, f"is {threshold!r}, not a number"))
     return columns, cannot
 
