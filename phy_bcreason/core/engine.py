@@ -17,6 +17,7 @@ import pandas as pd
 from .backfill import backfill_parameters
 from .rules import (
     BLOCKS,
+    CLASSIFIER_TITLES,
     GROUP_PHRASES,
     MUA,
     NOISE,
@@ -73,20 +74,144 @@ def _switch_on(params: dict, name: str) -> bool:
         return False
 
 
+def _is_number(value) -> bool:
+    """A real number, as both classifiers compare one with a column (bools count, as in Python and NumPy)."""
+    return isinstance(value, int | float | np.integer | np.floating | np.bool_)
+
+
 def _as_float(value) -> float:
+    """The value as a float for margins and display; NaN for anything but a number (text never compares)."""
+    if not _is_number(value):
+        return np.nan
     try:
         return float(value)
-    except (TypeError, ValueError):
-        return np.nan
+    except OverflowError:  # a Python int beyond float64
+        return np.inf if value > 0 else -np.inf
 
 
-def _metric_column(metrics: pd.DataFrame, name: str) -> np.ndarray:
+_COMPARISONS = {">": np.greater, "<": np.less}
+
+
+def compare(column: np.ndarray, op: str, threshold) -> np.ndarray:
+    """``column op threshold`` as the classifiers compute it: NumPy 2 promotion (NEP 50) of the column's dtype
+    against the threshold, so a Python float takes a float32 column's precision (0.3 in float32 is not above
+    0.3) and a NumPy scalar keeps its own. ``threshold`` is the parameter as the classifier reads it, or an array
+    of candidate values for it (Python floats, e.g. [candidate, 1]); what is not a number never holds.
+    The one comparison of the rules: `evaluate` and the what-if candidates both make it here."""
+    if isinstance(threshold, np.ndarray):
+        with np.errstate(over="ignore"):
+            threshold = threshold.astype(np.result_type(column.dtype, 0.0))
+    elif not _is_number(threshold):
+        threshold = np.nan
+    with np.errstate(all="ignore"):
+        try:
+            return _COMPARISONS[op](column, threshold)
+        except OverflowError:  # a Python int beyond float64: NumPy cannot cast it to a float column
+            return _COMPARISONS[op](column.astype(float), _as_float(threshold))
+
+
+# What stops a classifier from comparing a metric column (`compared_column`).
+DUPLICATED, TEXT, OBJECTS = "duplicated", "text", "objects"
+
+
+def _cell_number(cell) -> float:
+    return _as_float(cell) if _is_number(cell) else np.nan
+
+
+def _missing(cell) -> bool:
+    return cell is None or cell is pd.NA or cell is pd.NaT
+
+
+def compared_column(metrics: pd.DataFrame, name: str, classifier: str = PYTHON
+                    ) -> tuple[np.ndarray, str | None, str]:
+    """Metric ``name`` as ``classifier`` compares it: (array, what stops it, how to say so).
+
+    The array keeps the dtype the classifier's comparisons run in: Python Bombcell compares the pandas column
+    (pandas compares a nullable column's data, pyarrow a float column in float64), SpikeInterface its
+    ``to_numpy()``. Missing values (an absent column, NaN, pandas' NA, a cell that is not a number) are NaN, as
+    the rules read them (where pandas' NA reaches a mask or np.isnan the classifier raises). What stops it:
+    DUPLICATED (the name picks several columns), TEXT (a string column, or a cell that is neither a number nor
+    missing), OBJECTS (numbers in an object column: Python Bombcell compares them, np.isnan and SpikeInterface
+    cannot); None when nothing does.
+    """
     if name not in metrics.columns:
-        return np.full(len(metrics), np.nan)
+        return np.full(len(metrics), np.nan), None, ""
+    count = 1 if metrics.columns.is_unique else list(metrics.columns).count(name)
+    if count > 1:
+        return np.full(len(metrics), np.nan), DUPLICATED, f"appears {count} times"
     column = metrics[name]
-    if column.dtype.kind in "fiub":
-        return column.to_numpy(dtype=float, na_value=np.nan)
-    return pd.to_numeric(column, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+    array = column.to_numpy()
+    if array.dtype == object and isinstance(column.dtype, pd.api.extensions.ExtensionDtype) and \
+            not pd.api.types.is_string_dtype(column.dtype):  # a nullable boolean (or pyarrow) column with NA
+        array = column.to_numpy(dtype=float, na_value=np.nan)
+    if array.dtype.kind in "biuf":
+        if classifier != SPIKEINTERFACE and isinstance(column.dtype, pd.ArrowDtype) and array.dtype.kind == "f":
+            array = array.astype(float)  # pyarrow compares a float32 column with a Python float in float64
+        return array, None, ""
+    numbers = np.array([_cell_number(cell) for cell in array], dtype=float)
+    text = [cell for cell in array if not _is_number(cell) and not _missing(cell)]
+    if text or pd.api.types.is_string_dtype(column.dtype) and column.dtype != object:
+        example = f" (e.g. {text[0]!r})" if text else ""
+        return numbers, TEXT, f"holds text{example}"
+    return numbers, OBJECTS, "holds Python objects, not numbers"
+
+
+def _cannot_read(stopped: str | None, use: str, classifier: str) -> bool:
+    """Whether the classifier's code raises on a column stopped so, used so: 'compare' (> or <), 'isnan',
+    'equals' (==), 'unanswered' (> or < with a None or NaN threshold, which pandas answers False unread)."""
+    if stopped is None:
+        return False
+    if stopped == DUPLICATED or classifier == SPIKEINTERFACE:  # it takes np.isnan of every thresholded column
+        return True
+    if use in ("equals", "unanswered"):  # RPV_status == 0: a text cell is just not 0; `> None` is never read
+        return False
+    return use == "isnan" or stopped == TEXT
+
+
+def _unanswered(threshold) -> bool:
+    """pandas answers False to ``column > threshold`` without reading the column (Python Bombcell's comparisons)."""
+    return threshold is None or threshold is pd.NA or isinstance(threshold, float | np.floating) and np.isnan(threshold)
+
+
+COLUMN, THRESHOLD = "column", "threshold"
+
+
+def _read(metrics: pd.DataFrame, params: dict, classifier: str, rules, inactive) -> tuple[dict, list[tuple]]:
+    """Every metric the rules read, as `compared_column` gives it, and (COLUMN or THRESHOLD, name, why) for each
+    the classifier reads under ``params`` (its applied rules) but cannot compare: its own code raises there."""
+    uses: dict[str, set[str]] = {"nSpikes": {"equals"} if UNLABELLED_EMPTY_UNITS[classifier] else set()}
+    for j, rule in enumerate(rules):
+        applied = j not in inactive or bool(rule.never)  # SpikeInterface reads a never-holding test all the same
+        use = "isnan" if rule.op == "isnan" else "unanswered" if _unanswered(params.get(rule.param)) else "compare"
+        uses.setdefault(rule.metric, set()).update({use} if applied else ())
+        if rule.only_where_present:
+            uses.setdefault(rule.only_where_present, set()).update({"isnan"} if applied else ())
+        if rule.exempt_when:
+            switch, metric, _ = rule.exempt_when
+            uses.setdefault(metric, set()).update({"equals"} if applied and _switch_on(params, switch) else ())
+    columns, cannot = {}, []
+    for name, used in uses.items():
+        columns[name], stopped, why = compared_column(metrics, name, classifier)
+        if any(_cannot_read(stopped, use, classifier) for use in used):
+            cannot.append((COLUMN, name, why))
+    for param in dict.fromkeys(r.param for j, r in enumerate(rules) if r.param and (j not in inactive or r.never)):
+        threshold = params.get(param)
+        if not _unanswered(threshold) and not _is_number(threshold):
+            cannot.append((THRESHOLD, param, f"is {threshold!r}, not a number"))
+    return columns, cannot
+
+
+def unreadable(metrics: pd.DataFrame, params: dict, classifier: str = PYTHON, rules: tuple[Rule, ...] | None = None
+               ) -> list[tuple[str, str, str]]:
+    """(COLUMN or THRESHOLD, name, why) of each metric column and threshold ``classifier`` reads under ``params``
+    but cannot compare (a duplicated or text column, a text threshold): its own code raises on them, so a
+    loader refuses them. The rules read such a column as missing and never fire on such a threshold (`evaluate`
+    notes them)."""
+    rules = rules_for(classifier) if rules is None else tuple(rules)
+    if classifier != SPIKEINTERFACE:
+        params = backfill_parameters(params, classifier)[0]
+    inactive = {j for j, r in enumerate(rules) if inactive_reason(r, params)}
+    return _read(metrics, params, classifier, rules, inactive)[1]
 
 
 def inactive_reason(rule: Rule, params: dict) -> str | None:
@@ -137,6 +262,7 @@ class Explanation:
     notes: list[str] = field(default_factory=list)
     source: Path | None = None              # the Bombcell folder the metrics came from
     mismatches: pd.DataFrame | None = None  # units where a judge (saved labels, Bombcell's classifier) disagreed
+    compared: tuple[np.ndarray, ...] = ()   # per rule, the metric as the classifier compares it (its own dtype)
 
     @property
     def n_decisive(self) -> np.ndarray:
@@ -264,15 +390,11 @@ def _failure(c: dict) -> dict:
     return out
 
 
-def rule_fires(values, thresholds, ops) -> np.ndarray:
-    """Where ``value op threshold`` fires, as Bombcell's classifier compares: ``op`` '>' or '<' as numpy does
-    (a NaN value never fires), 'isnan' where the value is NaN. ``ops`` is one op or one per rule (the last
-    axis); the arrays broadcast. The one place a comparison is made: `evaluate`, the what-if counts and the
-    evidence panel's check that a drawn value keeps every rule's outcome all call it."""
-    values, ops = np.asarray(values, dtype=float), np.asarray(ops, dtype=str)
-    with np.errstate(invalid="ignore"):
-        fires = np.where(ops == ">", values > thresholds, values < thresholds)
-    return np.where(ops == "isnan", np.isnan(values), fires)
+def rule_fires(value: float, threshold, op: str) -> bool:
+    """Whether one value (a drawn one, in float64) fires a rule: `compare`, the comparison of the rules, on that
+    value; the evidence panel's check that a drawn value keeps every rule's outcome calls it."""
+    column = np.asarray([value], dtype=float)
+    return bool(np.isnan(column)[0] if op == "isnan" else compare(column, op, threshold)[0])
 
 
 def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, classifier: str = PYTHON,
@@ -292,37 +414,44 @@ def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, classifier: 
     n_units, n_rules = len(metrics), len(rules)
     cluster_ids = np.arange(n_units) if cluster_ids is None else np.asarray(cluster_ids)
 
-    metric_names = {r.metric for r in rules} | {r.only_where_present for r in rules if r.only_where_present}
-    columns = {name: _metric_column(metrics, name) for name in metric_names | {"nSpikes"}}
-    # Stored rule-major, used as its transpose: [unit, rule] views whose rule columns are contiguous.
-    values = np.stack([np.abs(columns[r.metric]) if r.absolute else columns[r.metric] for r in rules]).T \
-        if n_rules else np.empty((n_units, 0))
+    inactive = {j: why for j, r in enumerate(rules) if (why := inactive_reason(r, params))}
+    columns, cannot = _read(metrics, params, classifier, rules, inactive)
+    with np.errstate(all="ignore"):
+        compared = tuple(np.abs(columns[r.metric]) if r.absolute else columns[r.metric] for r in rules)
+        # Stored rule-major, used as its transpose: [unit, rule] views whose rule columns are contiguous.
+        values = np.stack([column.astype(float) for column in compared]).T if n_rules else np.empty((n_units, 0))
     thresholds = np.array([np.nan if r.param is None else _as_float(params.get(r.param)) for r in rules])
     is_nan_rule = np.array([r.op == "isnan" for r in rules], dtype=bool)
     no_threshold = np.array([r.param in missing_params for r in rules], dtype=bool)
     blocks = np.array([r.block for r in rules])
 
-    # Signed distance to the threshold, positive on the passing side; the comparison fires where it is < 0
-    # (NaN never fires, as in numpy). Margins are that distance relative to |threshold|.
+    fires = np.zeros((n_rules, n_units), dtype=bool).T
+    for j, rule in enumerate(rules):
+        if rule.op == "isnan":
+            fires[:, j] = np.isnan(values[:, j])
+        elif not no_threshold[j]:
+            fires[:, j] = compare(compared[j], rule.op, params.get(rule.param))
+    # Signed distance to the threshold, positive on the passing side, relative to |threshold|. The comparison
+    # decides; where the distance in float64 says otherwise (a float32 value equal to the threshold in float32,
+    # an int64 beyond 2**53) the value is on the threshold, a hair to the side the comparison says.
     direction = np.array([-1.0 if r.op == ">" else 1.0 for r in rules])
     scale = np.where((thresholds == 0) | ~np.isfinite(thresholds), 1.0, np.abs(thresholds))
     with np.errstate(invalid="ignore", over="ignore"):
         margins = (values - thresholds) * (direction / scale)
-    fires = rule_fires(values, thresholds, [r.op for r in rules])
-    fires[:, no_threshold] = False
+        margins[~fires & (margins < 0)] = 0.0
+        margins[fires & ~(margins < 0)] = -np.finfo(float).smallest_subnormal
     margins[:, is_nan_rule] = np.nan
 
-    inactive = {j: why for j, r in enumerate(rules) if (why := inactive_reason(r, params))}
     applies = np.ones((n_rules, n_units), dtype=bool).T
     applies[:, list(inactive)] = False
     exempt = np.zeros((n_rules, n_units), dtype=bool).T
     for j, rule in enumerate(rules):
         if rule.only_where_present:
-            applies[:, j] &= ~np.isnan(columns[rule.only_where_present])
+            applies[:, j] &= ~np.isnan(columns[rule.only_where_present].astype(float))
         if rule.exempt_when:
             switch, metric, value = rule.exempt_when
             if _switch_on(params, switch) and metric in metrics.columns:
-                exempt[:, j] = _metric_column(metrics, metric) == value
+                exempt[:, j] = columns[metric] == value
     holds = fires & applies & ~exempt
     margins[~applies] = np.nan  # no distance to a threshold the classifier does not apply
     margins += 0.0  # no "-0" on the threshold itself
@@ -379,7 +508,10 @@ def evaluate(metrics: pd.DataFrame, params: dict, cluster_ids=None, classifier: 
         flagged=np.zeros(n_units, dtype=bool),
         exempt=exempt,
         empty=empty,
-        notes=list(backfill_warnings),
+        notes=list(backfill_warnings) + [
+            f"{kind} {name} {why}: {CLASSIFIER_TITLES[classifier]} cannot compare it; the rules "
+            + ("read it as missing" if kind == COLUMN else "never fire on it") for kind, name, why in cannot],
+        compared=compared,
     )
     if filled and fill_thresholds:  # without a parameter file the loader's note says it all
         explanation.notes.append(f"not in the parameter file, filled in by the classifier's own back-fill (older "
@@ -557,11 +689,9 @@ def codes_with_threshold(explanation: Explanation, param: str | None, candidates
         return np.repeat(_combine(_group_counts(holds, rules), blocks, empty, split)[None], len(candidates), axis=0)
     candidates = np.asarray(candidates, dtype=float)[:, None]
     fires = {}
-    with np.errstate(invalid="ignore"):
-        for j in columns:
-            values = explanation.values[rows, j][None]
-            kept = explanation.applies[rows, j] & ~explanation.exempt[rows, j]  # as `evaluate` keeps them
-            fires[j] = rule_fires(values, candidates, rules[j].op) & kept[None]
+    for j in columns:
+        kept = explanation.applies[rows, j] & ~explanation.exempt[rows, j]  # as `evaluate` keeps them
+        fires[j] = compare(explanation.compared[j][rows][None], rules[j].op, candidates) & kept[None]
     held = holds.copy()
     held[:, columns] = False
     groups = {rules[j].group for j in columns if rules[j].group}

@@ -218,11 +218,13 @@ def _band(threshold: dict) -> list[tuple[str, str]]:
     return [(side, op) for side, op in (("greater", "<"), ("less", ">")) if _enabled(threshold.get(side))]
 
 
-def flatten_thresholds(thresholds: dict) -> dict:
-    """{'noise': {'snr': {'greater': 5}}} -> {'noise.snr.greater': 5.0} (enabled sides only)."""
-    return {threshold_name(section, metric, side): float(threshold[side])
+def flatten_thresholds(thresholds: dict, columns=None) -> dict:
+    """{'noise': {'snr': {'greater': 5}}} -> {'noise.snr.greater': 5} (enabled sides only, values as the run
+    has them: bombcell_label_units compares them as they are). With ``columns``, only the metrics the table has
+    (it drops the others' thresholds unread)."""
+    return {threshold_name(section, metric, side): threshold[side]
             for section in SI_SECTIONS for metric, threshold in (thresholds.get(section) or {}).items()
-            for side, _ in _band(threshold)}
+            if columns is None or metric in columns for side, _ in _band(threshold)}
 
 
 def unflatten_thresholds(thresholds: dict, params: dict) -> dict:

@@ -22,6 +22,7 @@ from .parquet import read_tables
 from .results import (
     BombcellResults,
     BombcellResultsError,
+    check_comparable,
     check_has_rows,
     check_same_sorting,
     check_unique_ids,
@@ -187,6 +188,8 @@ def load_bombcell_results(folder: Path, ks_dir: Path, classifier: str | None = N
     params, repairs = repair_parameters(params, SWITCHES, THRESHOLDS)
     notes += [f"{params_path.name}: {repair}" for repair in repairs]
     metrics = repair_metrics(metrics_path, metrics, classifier, notes)
+    if params:  # without them no rule compares anything
+        check_comparable(metrics_path, params_path, metrics, params, classifier)
     note_missing_metrics(metrics_path, metrics, classifier, params, notes)
     spikes = spike_counts(ks_dir, notes)
     if spikes is not None:

@@ -35,7 +35,11 @@ def read_param_file(path: Path) -> dict:
         if path.suffix == ".json":
             from ..core.rules import flatten_thresholds
 
-            return flatten_thresholds(json.loads(path.read_text(encoding="utf-8")))
+            thresholds = flatten_thresholds(json.loads(path.read_text(encoding="utf-8")))
+            text = [name for name, value in thresholds.items() if not isinstance(value, int | float)]
+            if text:  # bombcell_label_units cannot compare it
+                raise ValueError(f"threshold {text[0]} is {thresholds[text[0]]!r}, not a number")
+            return thresholds
         table = read_tables([path])[0] if path.suffix == ".parquet" else pd.read_csv(path)
     except Exception as exc:
         table = _one_line(exc)

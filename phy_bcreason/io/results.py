@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..core.engine import COLUMN, unreadable
 from ..core.errors import UserError, listed
-from ..core.rules import PYTHON
+from ..core.rules import CLASSIFIER_TITLES, PYTHON
 from .parquet import read_tables
 
 
@@ -133,3 +134,19 @@ def note_id_differences(metrics: pd.DataFrame, cluster_ids: np.ndarray, spike_fi
     if len(unlabelled):
         notes.append(f"{_rows(len(unlabelled), 'cluster', 'clusters')} in {spike_file.name} "
                      f"{'has' if len(unlabelled) == 1 else 'have'} no Bombcell row ({listed(unlabelled.tolist(), 5)})")
+
+
+def check_comparable(metrics_path: Path, params_path: Path, metrics: pd.DataFrame, params: dict, classifier: str,
+                     rules: tuple | None = None) -> None:
+    """Refuse a metric column or threshold the classifier reads under ``params`` but cannot compare (its own code
+    raises there: a duplicated or text column, a text threshold), naming the file it is in. One it does not read
+    (a rule switched off) is ignored, as the classifier ignores it."""
+    problems = unreadable(metrics, params, classifier, rules)
+    if problems:
+        kind, name, why = problems[0]
+        more = f" (and {_rows(len(problems) - 1, 'other', 'others')}: {listed([p[1] for p in problems[1:]], 5)})" \
+            if len(problems) > 1 else ""
+        raise BombcellResultsError(
+            f"{metrics_path if kind == COLUMN else params_path}: {kind} {name} {why}{more}; "
+            f"{CLASSIFIER_TITLES[classifier]} cannot compare it, so its labels cannot be explained: correct it, or "
+            "re-run Bombcell")

@@ -17,6 +17,7 @@ import pandas as pd
 from ..core.errors import first_line, listed
 from ..core.rules import (
     CLASSIFIER_TITLES,
+    SI_SECTIONS,
     SPIKEINTERFACE,
     SPIKEINTERFACE_LABELS,
     SPLIT_SWITCHES,
@@ -27,6 +28,7 @@ from .kilosort import spike_counts
 from .results import (
     BombcellResults,
     BombcellResultsError,
+    check_comparable,
     check_has_rows,
     check_same_sorting,
     check_unique_ids,
@@ -38,6 +40,7 @@ SI_WIDE_FILE = "labeling_results_wide.csv"
 THRESHOLDS_FILE = "thresholds.json"
 CONFIG_FILE = "bombcell_config.json"
 UNIT_IDS_FILE = "cluster_si_unit_ids.tsv"  # export_to_phy: Phy cluster id -> SpikeInterface unit id
+VALID_KEYS = {"greater", "less", "abs"}  # threshold_metrics_label_units refuses any other
 SPIKE_COUNT = "num_spikes"
 
 
@@ -99,21 +102,56 @@ def load_spikeinterface_results(folder: Path, ks_dir: Path, classifier: str | No
     check_unique_ids(wide_path, cluster_ids)
     labels = wide["label"] if "label" in wide.columns else None
     metrics = wide.drop(columns=["label"], errors="ignore").reset_index(drop=True)
-    rules, dropped = spikeinterface_rules(thresholds, metrics.columns)
-    if dropped:
-        notes.append(f"{wide_path.name} has no column for {', '.join(dropped)}: SpikeInterface ignores "
-                     f"{'its threshold' if len(dropped) == 1 else 'their thresholds'}, and so do the rules")
     saved = None
     if labels is not None:
         saved = {int(c): SPIKEINTERFACE_LABELS.get(str(label).strip(), str(label).strip())
                  for c, label in zip(cluster_ids.tolist(), labels.fillna("").tolist())}
+    results = run_results(folder, metrics, thresholds, split, cluster_ids, notes)
+    results.saved_labels, results.saved_labels_file = saved, wide_path if saved else None
     spikes = spike_counts(ks_dir, notes)
     if spikes is not None:
         spike_file, ks_ids, ks_counts = spikes
         check_same_sorting(wide_path, metrics, cluster_ids, spike_file, ks_ids, ks_counts, notes, SPIKE_COUNT)
         note_id_differences(metrics, cluster_ids, spike_file, ks_ids, notes, SPIKE_COUNT)
-    params = {**flatten_thresholds(thresholds), SPLIT_SWITCHES[SPIKEINTERFACE]: split}
+    return results
+
+
+def check_thresholds(path: Path, thresholds, columns) -> None:
+    """The thresholds dict as bombcell_label_units checks it, for the metrics the table has (it drops the others'
+    thresholds unread): sections of {metric: {"greater", "less", "abs"}}; anything else is refused in one line."""
+    if not isinstance(thresholds, dict):
+        raise BombcellResultsError(f"{path}: not a dict of sections ({', '.join(SI_SECTIONS)})")
+    for section in SI_SECTIONS:
+        if section not in thresholds:
+            continue
+        metrics = thresholds[section]
+        if not isinstance(metrics, dict):
+            raise BombcellResultsError(f"{path}: section {section!r} is {metrics!r}, not a dict of metric thresholds")
+        for metric, threshold in metrics.items():
+            if metric not in columns:
+                continue
+            if not isinstance(threshold, dict):
+                raise BombcellResultsError(f"{path}: {section}.{metric} is {threshold!r}, not a dict of greater, "
+                                           "less and abs")
+            invalid = sorted(map(str, set(threshold) - VALID_KEYS))
+            if invalid:
+                raise BombcellResultsError(f"{path}: {section}.{metric} has key(s) {', '.join(invalid)}; "
+                                           f"bombcell_label_units accepts only {', '.join(sorted(VALID_KEYS))}")
+
+
+def run_results(folder: Path, metrics: pd.DataFrame, thresholds, split: bool, cluster_ids: np.ndarray,
+                notes: list[str]) -> BombcellResults:
+    """A run's metrics table and thresholds dict as the rules read them: the rows of its thresholds for the
+    metrics the table has, and the thresholds as parameters. Refused in one line, naming thresholds.json or the
+    wide table, where bombcell_label_units cannot compare them."""
+    wide_path, thresholds_path = folder / SI_WIDE_FILE, folder / THRESHOLDS_FILE
+    check_thresholds(thresholds_path, thresholds, metrics.columns)
+    rules, dropped = spikeinterface_rules(thresholds, metrics.columns)
+    if dropped:
+        notes.append(f"{wide_path.name} has no column for {', '.join(dropped)}: SpikeInterface ignores "
+                     f"{'its threshold' if len(dropped) == 1 else 'their thresholds'}, and so do the rules")
+    params = {**flatten_thresholds(thresholds, metrics.columns), SPLIT_SWITCHES[SPIKEINTERFACE]: split}
+    check_comparable(wide_path, thresholds_path, metrics, params, SPIKEINTERFACE, rules)
     evidence = f"recognised from {SI_WIDE_FILE} and {THRESHOLDS_FILE} (bombcell.run_bombcell_qc)"
     return BombcellResults(folder, params, metrics, cluster_ids, notes, SPIKEINTERFACE,
-                           f"{CLASSIFIER_TITLES[SPIKEINTERFACE]}, {evidence}", saved, wide_path if saved else None,
-                           rules=rules, thresholds=thresholds)
+                           f"{CLASSIFIER_TITLES[SPIKEINTERFACE]}, {evidence}", rules=rules, thresholds=thresholds)
