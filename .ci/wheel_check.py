@@ -11,7 +11,13 @@
    its ``bc_*`` columns are in the cluster view, and stdout holds only what the script prints;
 5. ``phy-bcreason uninstall-plugin`` leaves the config folder as it was.
 
-Usage: ``python .ci/wheel_check.py [--keep]`` from anywhere (needs ``pip install build``).
+With ``--uv``, steps 3-5 are then done again on the same wheel installed as Phy's documentation installs Phy:
+``uv tool install phy --with <wheel> --with-executables-from phy-bcreason`` into temporary ``UV_TOOL_DIR`` and
+``UV_TOOL_BIN_DIR`` (uv's cache is the machine's, so a second run is quick); ``phy-bcreason`` and ``phy`` are
+those of the tool bin dir, and install-plugin must name the tool environment's Python.
+
+Usage: ``python .ci/wheel_check.py [--uv] [--keep]`` from anywhere (needs ``pip install build``, and ``uv`` for
+``--uv``: ``python -m pip install uv``).
 """
 
 from __future__ import annotations
@@ -110,6 +116,52 @@ def check_archives(dist: Path, version: str) -> tuple[Path, Path]:
     return wheel, sdist
 
 
+def check_installed(tmp: Path, bin_dir: Path, python: Path, version: str) -> None:
+    """Steps 3-5 with the ``phy-bcreason`` of ``bin_dir`` (first on PATH, as is its ``phy``), whose Python is
+    ``python``: install-plugin into a temporary config, Phy opened through it, uninstall-plugin."""
+    tmp.mkdir()
+
+    # The environment of a user of that venv: its bin first on PATH, nothing of the checkout on sys.path.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
+    env.update(PATH=os.pathsep.join([str(bin_dir), env.get("PATH", "")]), HOME=str(tmp / "home"),
+               QT_QPA_PLATFORM="offscreen", MPLBACKEND="Agg")
+    (tmp / "home").mkdir()
+    work = tmp / "work"
+    work.mkdir()
+
+    res = run([bin_dir / "phy-bcreason", "--version"], env=env, cwd=work)
+    assert res.stdout.strip() == f"phy-bcreason {version}", res.stdout
+
+    config_dir = tmp / "cfg"
+    res = run([bin_dir / "phy-bcreason", "install-plugin", "--config-dir", config_dir], env=env, cwd=work)
+    print(res.stdout, end="")
+    site_packages = run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                        env=env, cwd=work).stdout.strip()
+    last = res.stdout.splitlines()[-1]   # the report: the Python that runs `phy` (here: the venv's, the tool env's)
+    assert last.startswith(f"phy_bcreason {version} will be loaded by {python} (") and \
+        last.endswith(f": installed in {site_packages}{os.sep}phy_bcreason"), res.stdout
+    assert "note:" not in res.stdout and res.stderr == "", (res.stdout, res.stderr)
+    assert (config_dir / "plugins" / "phy_bcreason_loader.py").is_file()
+
+    res = run([python, "-c", OPEN_PHY, config_dir, work], env=env, cwd=work)
+    lines = res.stdout.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("RESULT "), f"unexpected stdout:\n{res.stdout}"
+    result = json.loads(lines[0][len("RESULT "):])
+    assert result["attached"] == ["BombcellReasonPlugin"], result["attached"]
+    bc_columns = [c for c in result["columns"] if c.startswith("bc_")]
+    assert {"bc_label", "bc_classificationReason", "bc_nFailed", "bc_margin", "bc_source"} <= set(bc_columns), \
+        result["columns"]
+    assert result["label"] in ("GOOD", "MUA", "NOISE", "NON-SOMA"), result["label"]
+    assert Path(result["package"]).resolve().is_relative_to(Path(site_packages).resolve()), result["package"]
+    assert result["version"] == version
+    assert "Traceback" not in res.stderr, res.stderr
+    print(f"Phy through {config_dir}: plugin attached, columns {bc_columns}, first cluster {result['label']}")
+
+    res = run([bin_dir / "phy-bcreason", "uninstall-plugin", "--config-dir", config_dir], env=env, cwd=work)
+    assert not (config_dir / "phy_config.py").exists(), res.stdout
+    assert not (config_dir / "plugins" / "phy_bcreason_loader.py").exists(), res.stdout
+
+
 def main(argv: list[str]) -> int:
     start = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="phy-bcreason-wheel-"))
@@ -129,45 +181,32 @@ def main(argv: list[str]) -> int:
         run([python, "-m", "pip", "install", "--quiet", "--upgrade", "pip"])
         run([python, "-m", "pip", "install", "--quiet", wheel])
         print(f"installed {wheel.name} into {venv} ({time.monotonic() - start:.0f} s so far)", flush=True)
+        check_installed(tmp / "pip", bin_dir, python, version)
+        print(f"wheel check (pip venv) passed in {time.monotonic() - start:.0f} s", flush=True)
 
-        # The environment of a user of that venv: its bin first on PATH, nothing of the checkout on sys.path.
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV")}
-        env.update(PATH=os.pathsep.join([str(bin_dir), env.get("PATH", "")]), HOME=str(tmp / "home"),
-                   QT_QPA_PLATFORM="offscreen", MPLBACKEND="Agg")
-        (tmp / "home").mkdir()
-        work = tmp / "work"
-        work.mkdir()
-
-        res = run([bin_dir / "phy-bcreason", "--version"], env=env, cwd=work)
-        assert res.stdout.strip() == f"phy-bcreason {version}", res.stdout
-
-        config_dir = tmp / "cfg"
-        res = run([bin_dir / "phy-bcreason", "install-plugin", "--config-dir", config_dir], env=env, cwd=work)
-        print(res.stdout, end="")
-        site_packages = run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                            env=env, cwd=work).stdout.strip()
-        assert f"will be loaded by {python}" in res.stdout and f"installed in {site_packages}" in res.stdout, \
-            res.stdout
-        assert "note:" not in res.stdout and res.stderr == "", (res.stdout, res.stderr)
-        assert (config_dir / "plugins" / "phy_bcreason_loader.py").is_file()
-
-        res = run([python, "-c", OPEN_PHY, config_dir, work], env=env, cwd=work)
-        lines = res.stdout.splitlines()
-        assert len(lines) == 1 and lines[0].startswith("RESULT "), f"unexpected stdout:\n{res.stdout}"
-        result = json.loads(lines[0][len("RESULT "):])
-        assert result["attached"] == ["BombcellReasonPlugin"], result["attached"]
-        bc_columns = [c for c in result["columns"] if c.startswith("bc_")]
-        assert {"bc_label", "bc_classificationReason", "bc_nFailed", "bc_margin", "bc_source"} <= set(bc_columns), \
-            result["columns"]
-        assert result["label"] in ("GOOD", "MUA", "NOISE", "NON-SOMA"), result["label"]
-        assert Path(result["package"]).resolve().is_relative_to(Path(site_packages).resolve()), result["package"]
-        assert result["version"] == version
-        assert "Traceback" not in res.stderr, res.stderr
-        print(f"Phy through {config_dir}: plugin attached, columns {bc_columns}, first cluster {result['label']}")
-
-        res = run([bin_dir / "phy-bcreason", "uninstall-plugin", "--config-dir", config_dir], env=env, cwd=work)
-        assert not (config_dir / "phy_config.py").exists(), res.stdout
-        assert not (config_dir / "plugins" / "phy_bcreason_loader.py").exists(), res.stdout
+        if "--uv" in argv:
+            uv_start = time.monotonic()
+            tool_dir, tool_bin = tmp / "uv-tools", tmp / "uv-bin"
+            uv_env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH", "PYTHONHOME")}
+            uv_env.update(UV_TOOL_DIR=str(tool_dir), UV_TOOL_BIN_DIR=str(tool_bin), UV_NO_PROGRESS="1",
+                          UV_PYTHON_DOWNLOADS="never")
+            # --python: this interpreter (3.11, as CI's), never one uv would download
+            run([sys.executable, "-m", "uv", "tool", "install", "--python", sys.executable, "phy",
+                 "--with", wheel, "--with-executables-from", "phy-bcreason"], env=uv_env)
+            tool_python = tool_dir / "phy" / ("Scripts" if os.name == "nt" else "bin") / "python"
+            assert (tool_bin / "phy").exists() and (tool_bin / "phy-bcreason").exists(), list(tool_bin.iterdir())
+            print(f"uv tool install: {sorted(p.name for p in tool_bin.iterdir())} in {tool_bin} "
+                  f"({time.monotonic() - uv_start:.0f} s)", flush=True)
+            check_installed(tmp / "uv", tool_bin, tool_python, version)
+            # `uv tool run --from` (uvx): an environment in uv's cache, which install-plugin must call temporary
+            res = run([sys.executable, "-m", "uv", "tool", "run", "--python", sys.executable, "--from", wheel,
+                       "phy-bcreason", "install-plugin", "--dry-run", "--config-dir", tmp / "uvx-cfg"],
+                      env=uv_env, cwd=tmp)
+            last = res.stdout.splitlines()[-1]
+            assert last.startswith("note: ") and "temporary environment in uv's cache" in last and \
+                "uv tool install phy --with phy-bcreason" in last, res.stdout
+            print(last)
+            print(f"wheel check (uv tool) passed in {time.monotonic() - uv_start:.0f} s", flush=True)
         print(f"wheel check passed in {time.monotonic() - start:.0f} s")
         return 0
     finally:

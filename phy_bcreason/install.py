@@ -474,6 +474,8 @@ def _shebang_python(line: str) -> str | None:
 
 # pip's shim on POSIX when the interpreter's path has spaces: `#!/bin/sh`, then this line
 _SH_SHIM = re.compile(r"""^'''exec' (?:"([^"]+)"|(\S+)) "\$0" "\$@"\s*$""")
+# uv's relocatable shim (the scripts of its cached environments, `uv tool run`): the python beside the real script
+_UV_SH_SHIM = re.compile(r"""^'''exec' "\$\(dirname -- "\$\(realpath -- "\$0"\)"\)"/'([^'/]+)' "\$0" "\$@"\s*$""")
 # uv's Windows trampoline ends with the interpreter's path, its length (u32, little-endian) and a magic number
 _UV_MAGICS = (b"UVUV", b"UVSC", b"UVPY")
 
@@ -512,6 +514,11 @@ def _script_python(script: str) -> str | None:
             match = _SH_SHIM.match(lines[1].strip())
             if match and os.path.isfile(match.group(1) or match.group(2)):
                 return match.group(1) or match.group(2)
+            match = _UV_SH_SHIM.match(lines[1].strip())
+            if match:
+                beside = os.path.join(os.path.dirname(os.path.realpath(script)), match.group(1))
+                if os.path.isfile(beside):
+                    return beside
         return _shebang_python(first)
     if head.startswith(b"MZ"):   # a Windows executable
         found = _launcher_python(tail)
@@ -567,6 +574,17 @@ def find_package(python: str | None = None, timeout: float = 60) -> dict:
     return found
 
 
+def uv_ephemeral(python: str, cache_dir: str | None = None) -> bool:
+    """Whether ``python`` is that of an environment in uv's cache (``uv tool run``, ``uvx``: ``<cache>/archive-v0/
+    <hash>/bin/python``), which uv may replace or remove (``uv cache clean``, ``prune``), unlike those of
+    ``uv tool install``. ``cache_dir``: default ``UV_CACHE_DIR`` when set."""
+    cache_dir = cache_dir if cache_dir is not None else os.environ.get("UV_CACHE_DIR", "")
+    parts = Path(os.path.abspath(python)).parts
+    if any(re.fullmatch(r"(archive|environments|builds)-v\d+", part) for part in parts[:-1]):
+        return True
+    return bool(cache_dir) and inside_folder(python, cache_dir)
+
+
 def package_report(found: dict | None = None) -> list[str]:
     """One line saying whether the Python that runs phy will find the package (``note:`` lines when not)."""
     found = found if found is not None else find_package()
@@ -585,6 +603,10 @@ def package_report(found: dict | None = None) -> list[str]:
                      f"{pip} (or -e /path/to/phy-bcreason)")
     if not found["phy"]:
         lines.append(f"note: phy is not installed in {python} either")
+    if uv_ephemeral(python):
+        lines.append(f"note: {python} is a temporary environment in uv's cache (uv tool run, uvx): uv may remove "
+                     "it, and a `phy` started elsewhere runs another Python; for a lasting install: uv tool install "
+                     "phy --with phy-bcreason --with-executables-from phy-bcreason, then phy-bcreason install-plugin")
     return lines
 
 

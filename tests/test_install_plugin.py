@@ -734,3 +734,68 @@ def test_windows_paths_editable_url_and_other_drives():
     assert ip.inside_folder(r"C:\Users\Me\My Code\phy-bcreason\phy_bcreason", r"c:\users\me\my code", ntpath)
     assert not ip.inside_folder(r"D:\src\phy_bcreason", r"C:\Users\Me\AppData\Roaming\Python", ntpath)
     assert not ip.inside_folder(r"C:\src\phy_bcreason", r"C:\src2", ntpath)
+
+
+# uv's relocatable shim, as uv writes the scripts of the environments of its cache (`uv tool run`, uvx)
+UV_SHIM = "#!/bin/sh\n'''exec' \"$(dirname -- \"$(realpath -- \"$0\")\")\"/'python' \"$0\" \"$@\"\n' '''\nimport sys\n"
+
+
+def test_uv_relocatable_shim_names_the_python_beside_the_real_script(tmp_path):
+    env_bin = tmp_path / "archive-v0" / "abc" / "bin"
+    env_bin.mkdir(parents=True)
+    python = env_bin / "python"
+    python.write_text("")
+    (env_bin / "phy").write_text(UV_SHIM)
+    assert ip._script_python(str(env_bin / "phy")) == str(python)
+    if os.name != "nt":   # uv's tool bin dir links to the environment's script: the python beside its target
+        (tmp_path / "bin").mkdir()
+        (tmp_path / "bin" / "phy").symlink_to(env_bin / "phy")
+        assert ip._script_python(str(tmp_path / "bin" / "phy")) == str(python)
+
+
+def test_uv_cache_environment_gets_a_note(tmp_path):
+    cached = str(tmp_path / "cache" / "uv" / "archive-v0" / "gpghW5gZ" / "bin" / "python")
+    tool = str(tmp_path / "share" / "uv" / "tools" / "phy" / "bin" / "python")
+    assert ip.uv_ephemeral(cached, cache_dir="") and not ip.uv_ephemeral(tool, cache_dir="")
+    assert ip.uv_ephemeral(str(tmp_path / "c" / "x" / "bin" / "python"), cache_dir=str(tmp_path / "c"))
+    found = {"python": cached, "how": "the Python of phy", "package": "/x/phy_bcreason", "phy": "/x/phy",
+             "kind": "site", "version": "9.9"}
+    lines = ip.package_report(found)
+    assert lines[0].startswith(f"phy_bcreason 9.9 will be loaded by {cached}")
+    assert lines[-1].startswith(f"note: {cached} is a temporary environment in uv's cache")
+    assert "uv tool install phy --with phy-bcreason" in lines[-1]
+    found["python"] = tool
+    assert not any(line.startswith("note:") for line in ip.package_report(found))
+
+
+@pytest.mark.skipif(importlib.util.find_spec("uv") is None and shutil.which("uv") is None,
+                    reason="uv is not installed (python -m pip install uv; .ci/run installs it)")
+def test_uv_written_script_names_its_python(tmp_path):
+    """A console script as uv writes it (in a relocatable venv, as in its cache: the shim; in a plain one, a #!
+    line), from a tiny wheel made here: nothing from the index."""
+    import zipfile
+
+    uv = [sys.executable, "-m", "uv"] if importlib.util.find_spec("uv") else [shutil.which("uv")]
+    env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
+    env.pop("VIRTUAL_ENV", None)
+    wheel = tmp_path / "hello-1-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        z.writestr("hello/__init__.py", "def main():\n    print('hi')\n")
+        z.writestr("hello-1.dist-info/METADATA", "Metadata-Version: 2.1\nName: hello\nVersion: 1\n")
+        z.writestr("hello-1.dist-info/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+                                              "Tag: py3-none-any\n")
+        z.writestr("hello-1.dist-info/entry_points.txt", "[console_scripts]\nhello = hello:main\n")
+        z.writestr("hello-1.dist-info/RECORD", "")
+    for relocatable in (True, False):
+        venv = tmp_path / f"venv{int(relocatable)}"
+        subprocess.run([*uv, "venv", *(["--relocatable"] if relocatable else []), "--python", sys.executable,
+                        str(venv)], check=True, env=env, capture_output=True)
+        bin_dir = venv / ("Scripts" if os.name == "nt" else "bin")
+        python = bin_dir / ("python.exe" if os.name == "nt" else "python")
+        subprocess.run([*uv, "pip", "install", "--offline", "--no-deps", "--python", str(python), str(wheel)],
+                       check=True, env=env, capture_output=True)
+        script = bin_dir / ("hello.exe" if os.name == "nt" else "hello")
+        if relocatable and os.name != "nt":
+            assert "realpath" in script.read_text().splitlines()[1]   # uv's relocatable shim
+        named = ip._script_python(str(script))
+        assert named is not None and os.path.samefile(named, python), (relocatable, named)
