@@ -103,6 +103,9 @@ DRIVER = textwrap.dedent(
                     if step == "ready":
                         if live.process is None or not live.process.ready:
                             return
+                        # offscreen Qt's screen is 800x600, which the first look sized the window to: a user's
+                        # window, large enough for the dock to show its picture
+                        gui.resize(1600, 1000)
                         supervisor.merge(list(supervisor.clustering.cluster_ids[:2]))
                         supervisor.is_dirty = lambda: False  # no save prompt when the window closes
                         state.update(step="merged", merged=int(max(supervisor.clustering.cluster_ids)))
