@@ -88,8 +88,8 @@ class BombcellReasonPlugin(IPlugin):
         """Bombcell's label and reason first, then our other columns, Phy's, Bombcell's per-metric columns last
         (the cluster view is built from this list when the GUI is created)."""
         supervisor = self.controller.supervisor
-        supervisor.columns = column_order(supervisor.columns, [*COLUMNS, AGREES, *self.model_columns],
-                                          self.metric_columns.names)
+        ours = [*COLUMNS[:2], *self.model_columns, *COLUMNS[2:], AGREES]  # the model's label beside the reason
+        supervisor.columns = column_order(supervisor.columns, ours, self.metric_columns.names)
 
     def on_cluster_view_init(self, view):
         install_sizing(view, self.ours)
@@ -104,6 +104,8 @@ class BombcellReasonPlugin(IPlugin):
         view.on_overrides = guarded(self._set_overrides, what="the what-if edit")
         view.on_list = guarded(self._list, what="List")
         view.concordance.get_groups = self.user_groups
+        if view.three_way is not None:
+            view.three_way.existing = self.existing
         self._connect_pictures(view)
         supervisor = getattr(self.controller, "supervisor", None)
         if supervisor is not None:

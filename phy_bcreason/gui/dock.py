@@ -35,7 +35,7 @@ from .dock_content import (  # noqa: F401  (the dock's names, as tests and scrip
     dock_content,
 )
 from .guard import guarded
-from .model_panel import ModelPanel
+from .model_panel import ModelPanel, ThreeWay
 from .panels import POPULATION_HEADERS, ConcordancePanel, EvidencePanel, PopulationPanel  # noqa: F401
 from .session import LiveReasons
 from .tables import RuleColumns
@@ -129,7 +129,9 @@ class BombcellWhyView(QWidget):
         self.tabs.addTab(selected, "Selected cluster")
         self.population = PopulationPanel(live, shown_cluster=lambda: self.shown_id, edit=self._edit)
         self.tabs.addTab(self.population, "Population")
-        self.concordance = ConcordancePanel(live, apply_overrides=lambda overrides: self.on_overrides(overrides))
+        self.three_way = ThreeWay(judge, live) if judge is not None else None
+        self.concordance = ConcordancePanel(live, apply_overrides=lambda overrides: self.on_overrides(overrides),
+                                            three_way=self.three_way)
         self.tabs.addTab(self.concordance, "Your labels")
         self.model = ModelPanel(judge) if judge is not None else None
         if self.model is not None:

@@ -50,8 +50,10 @@ class ModelPanel(QWidget):
             lines.append(self._why_no_contributions())
         elif unit is not None:
             total = sum(c.contribution for c in contributions)
-            lines.append(f"{opinion.method}: base value {unit.base_value:.4g} + contributions {total:+.4g} = "
-                         f"{unit.output:.4g}, {opinion.method_note}")
+            lines.append(f"{opinion.method_note}: base value {unit.base_value:.4g} + contributions {total:+.4g} "
+                         f"= {unit.output:.4g}")
+        if opinion is not None:
+            lines += [f"note: {note}" for note in opinion.notes]
         self.sum.setText("\n".join(lines))
         self.table.setVisible(bool(contributions))
         self.table.setRowCount(len(contributions or ()))
@@ -80,3 +82,54 @@ class ModelPanel(QWidget):
         rows = [" | ".join(self.table.item(r, c).text() for c in range(self.table.columnCount()))
                 for r in range(self.table.rowCount())]
         return "\n".join([self.heading.text(), self.sum.text(), *rows])
+
+
+class ThreeWay(QWidget):
+    """The Your labels tab's part for the model: your label, Bombcell's and the model's for every cluster, those
+    where the two automatic curators disagree first."""
+
+    HEADERS = ("cluster", "you", "Bombcell", "model", "confidence")
+
+    def __init__(self, judge: SecondJudge, live, existing=None):
+        """``existing()``: the clusters that exist in Phy now (the plugin's; every explained cluster without it)."""
+        super().__init__()
+        self.judge, self.live, self.existing = judge, live, existing
+        self.heading = QLabel()
+        self.heading.setWordWrap(True)
+        self.table = QTableWidget(0, len(self.HEADERS))
+        self.table.setHorizontalHeaderLabels(list(self.HEADERS))
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.heading)
+        layout.addWidget(self.table)
+
+    def refresh(self, groups: dict[int, str]) -> None:
+        from ..tuning.concordance import three_way
+
+        opinion, explanation = self.judge.opinion, self.live.explanation
+        if opinion is None or explanation is None:
+            self.heading.setText(self.judge.summary(None, None) or "UnitRefine: no predictions for this sorting")
+            self.table.setVisible(False)
+            return
+        table = three_way(explanation, groups, opinion)
+        if self.existing is not None:
+            table = table[table["cluster_id"].isin(set(self.existing()))]
+        compared = table["model_agrees"].map(lambda a: a is not None)
+        disagree = int((table["model_agrees"] == False).sum())  # noqa: E712 (True, False or None)
+        self.heading.setText(f"<b>Bombcell and UnitRefine's model ({opinion.model_name})</b> disagree on {disagree} "
+                             f"of the {int(compared.sum())} clusters both labelled (listed first); clusters the "
+                             "model was not asked about or has not seen follow, then those they agree on")
+        self.table.setVisible(True)
+        self.table.setRowCount(len(table))
+        for row, unit in enumerate(table.itertuples(index=False)):
+            confidence = "" if not math.isfinite(unit.confidence) else f"{unit.confidence:.2f}"
+            cells = (str(unit.cluster_id), unit.user or "-", unit.bombcell, unit.model or "(not seen)", confidence)
+            for column, cell in enumerate(cells):
+                item = QTableWidgetItem(cell)
+                if unit.model_agrees is False:
+                    item.setForeground(QBrush(QColor(TOWARDS)))
+                self.table.setItem(row, column, item)
+        self.table.resizeColumnsToContents()

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..core.errors import UserError, first_line
 from ..io.children import spawn_options
-from ..unitrefine.opinion import ModelOpinion, UnitOpinion, find_opinion, model_agrees
+from ..unitrefine.opinion import ModelOpinion, UnitOpinion, find_opinion
 
 logger = logging.getLogger("phy")
 
@@ -109,7 +109,7 @@ class SecondJudge:
         if unit is None:
             label = COMPUTING if self.computing else NOT_SEEN if self.opinion is not None else ""
             return {UR_LABEL: label, UR_CONFIDENCE: math.nan, UR_AGREES: None}
-        agrees = model_agrees(unit.label, bombcell_label)
+        agrees = self.opinion.agrees(cluster_id, bombcell_label)
         return {UR_LABEL: unit.label, UR_CONFIDENCE: round(float(unit.confidence), 3),
                 UR_AGREES: None if agrees is None else float(agrees)}
 
@@ -126,7 +126,7 @@ class SecondJudge:
         if unit is None:
             return (f"UnitRefine ({name}): not seen by the model: cluster {cluster_id} was made in Phy, and the "
                     "model's prediction of its parents is not its own")
-        agrees = model_agrees(unit.label, bombcell_label)
+        agrees = self.opinion.agrees(cluster_id, bombcell_label)
         verdict = {True: "agrees with Bombcell", False: f"disagrees with Bombcell ({bombcell_label})",
                    None: "not comparable with Bombcell's label"}[agrees]
         return f"UnitRefine ({name}): {unit.label}, confidence {unit.confidence:.2f}: {verdict}"
