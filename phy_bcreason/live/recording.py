@@ -315,13 +315,19 @@ def _column_grid(columns) -> np.ndarray | None:
 
 
 def _scalars_for(grid: np.ndarray) -> tuple[float, float, float] | None:
-    """tauR_valuesMin/Max/Step whose legacy grid is ``grid``, if any."""
-    steps = [float(np.round((grid[-1] - grid[0]) / (grid.size - 1), 15))] if grid.size > 1 else []
-    steps += [float(grid[0]) / 4, 0.0005]
-    for step in steps:
-        if step > 0 and np.array_equal(_legacy_arange(grid[0], grid[-1], step).shape, grid.shape) and \
-                np.allclose(_legacy_arange(grid[0], grid[-1], step), grid, rtol=1e-9, atol=0):
-            return float(grid[0]), float(grid[-1]), step
+    """tauR_valuesMin/Max/Step whose legacy grid is ``grid``, if any: the values as typed (a few digits) are
+    tried first, since np.arange's last value carries its rounding (0.005000000000000001 for 0.005)."""
+    def typed(value: float) -> list[float]:
+        return list(dict.fromkeys([float(f"{value:.{digits}g}") for digits in (6, 10, 15)] + [float(value)]))
+
+    steps = [grid[-1] - grid[0]] if grid.size == 1 else [(grid[-1] - grid[0]) / (grid.size - 1)]
+    steps = [step for step in steps if step > 0] or [float(grid[0]) / 4]
+    for low in typed(grid[0]):
+        for high in typed(grid[-1]):
+            for step in typed(steps[0]):
+                swept = _legacy_arange(low, high, step)
+                if swept.shape == grid.shape and np.allclose(swept, grid, rtol=1e-9, atol=0):
+                    return low, high, step
     return None
 
 
