@@ -158,3 +158,21 @@ def test_live_rows_tell_the_grid_from_the_run_files_or_withhold(variant, legacy_
         assert "which chooses the time chunks kept" in notes
     else:  # the rest is Bombcell's
         assert_same_metrics(table, oracle.loc[MERGED], dict.fromkeys(withheld))
+
+
+def test_a_run_with_rpv_method_whose_estimated_tauR_are_off_the_rebuilt_grid_is_withheld(ks_dataset, tmp_path):
+    """A run with rpv_method and a tauR_values of its own (1.1-5.1 ms): its parameter file drops the array, and
+    its units' estimatedTauR lie off Bombcell's default grid, which the live metrics would sweep instead."""
+    ks = dsb.copy_dataset(ks_dataset, tmp_path / "ks")
+    dsb.rerun_bombcell(ks, {"tauR_values": np.arange(11, 52, 5) / 10000}, "bombcell")
+    spike_clusters = np.load(ks / "spike_clusters.npy")
+    flat = spike_clusters.ravel().copy()
+    flat[np.isin(flat, MERGES[0])] = MERGED[0]
+    np.save(ks / "spike_clusters.npy", flat.reshape(spike_clusters.shape))
+    results = with_live_rows(load_results(ks / "bombcell", ks_dir=ks), ks)
+    row = results.metrics.set_index("phy_clusterID").loc[MERGED[0]]
+    assert row[[*RPV_METRICS, "RPV_status"]].isna().all() and np.isfinite(row["presenceRatio"])
+    notes = " ".join(results.notes)
+    assert f"{UNKNOWN}: its parameter file does not store tauR_values, and 26 of its units' estimatedTauR (" in notes
+    assert " ms) are not on 1-10 ms in 0.25 ms steps, 37 values, Bombcell's default; not recomputed" in notes
+    assert "rebuilt parameter tauR_values" not in notes

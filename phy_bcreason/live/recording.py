@@ -167,20 +167,7 @@ class Recording:
         params = dict(run_params)
         params.update(plotDetails=False, plotGlobal=False, verbose=False)
         rebuilt = rebuild_arrays(params, run_metrics)
-        rpv_grid, withheld = "", {}
-        if "rpv_method" not in params:
-            grid, source = legacy_grid(params, run_metrics, tauR_columns)
-            if grid is not None:
-                rpv_grid = f"{span(grid)}: {source} (Bombcell's legacy refractory test: the parameter file has " \
-                           "no rpv_method)"
-            else:
-                # Bombcell's legacy defaults, only so that its functions run: what they give on them is withheld
-                params.update(tauR_valuesMin=0.002, tauR_valuesMax=0.002, tauR_valuesStep=0.0005)
-                why = f"the refractory periods the run tested are unknown: {source}; not recomputed on a grid " \
-                      "the run may not have used"
-                withheld = dict.fromkeys(RPV_METRICS, why)
-                if params.get("computeTimeChunks"):
-                    withheld.update(dict.fromkeys(KEPT_TIME_METRICS, f"{why}, which chooses the time chunks kept"))
+        rpv_grid, withheld = refractory_grid(params, rebuilt, run_metrics, tauR_columns)
         corrected = ks_dir / "spike_times_corrected.npy"
         spike_samples = WindowedArray(corrected if corrected.is_file() else ks_dir / "spike_times.npy", flat=True)
         try:
@@ -274,6 +261,42 @@ def rebuild_arrays(params: dict, run_metrics: pd.DataFrame | None) -> dict[str, 
         params[name] = value
         rebuilt[name] = f"{span(value)}: {how} (Bombcell's parameter file does not store arrays)"
     return rebuilt
+
+
+def refractory_grid(params: dict, rebuilt: dict[str, str], run_metrics: pd.DataFrame | None,
+                    tauR_columns) -> tuple[str, dict[str, str]]:
+    """(what the dock says of the refractory periods tested, {metric: why withheld}). Without rpv_method:
+    `legacy_grid`'s, or, when the run's files do not tell it, the refractory metrics withheld (and, with
+    computeTimeChunks, those of the chunks they help keep). With rpv_method and tauR_values rebuilt: withheld
+    the same when the run's estimatedTauR are not all on the rebuilt grid (the run swept another one)."""
+    why = "the refractory periods the run tested are unknown: {}; not recomputed on a grid the run may not have used"
+    if "rpv_method" not in params:
+        grid, source = legacy_grid(params, run_metrics, tauR_columns)
+        if grid is not None:
+            return f"{span(grid)}: {source} (Bombcell's legacy refractory test: the parameter file has no " \
+                   "rpv_method)", {}
+        # Bombcell's legacy defaults, only so that its functions run: what they give on them is withheld
+        params.update(tauR_valuesMin=0.002, tauR_valuesMax=0.002, tauR_valuesStep=0.0005)
+        withheld = RPV_METRICS
+    elif "tauR_values" in rebuilt and run_metrics is not None and "estimatedTauR" in run_metrics.columns:
+        grid = np.atleast_1d(np.asarray(params["tauR_values"], dtype=float))
+        estimated = pd.to_numeric(run_metrics["estimatedTauR"], errors="coerce").to_numpy(dtype=float)
+        estimated = estimated[np.isfinite(estimated)]
+        off = estimated[~np.isclose(estimated[:, None], grid[None], rtol=1e-9, atol=0).any(axis=1)]
+        if not off.size:
+            return "", {}
+        values = np.unique(off) * 1000
+        shown = ", ".join(f"{value:g}" for value in values[:3]) + (", ..." if values.size > 3 else "")
+        source = (f"its parameter file does not store tauR_values, and {off.size} of its units' estimatedTauR "
+                  f"({shown} ms) are not on {rebuilt.pop('tauR_values').split(': ')[0]}, Bombcell's default")
+        withheld = (*RPV_METRICS, "RPV_status")
+    else:
+        return "", {}
+    reason = why.format(source)
+    out = dict.fromkeys(withheld, reason)
+    if params.get("computeTimeChunks"):
+        out.update(dict.fromkeys(KEPT_TIME_METRICS, f"{reason}, which chooses the time chunks kept"))
+    return "", out
 
 
 def span(grid: np.ndarray) -> str:
