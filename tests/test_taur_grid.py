@@ -89,6 +89,8 @@ def test_the_run_saves_its_grid_and_the_merged_clusters_depend_on_it(legacy_run)
     results = load_results(ks / "bombcell", ks_dir=ks)
     assert [float(c) for c in results.tauR_columns] == pytest.approx(np.arange(1, 11) * 0.0005, rel=1e-12)
     assert (results.params["tauR_valuesMin"], results.params["tauR_valuesMax"]) == (0.0005, 0.005)
+    # its parameter RPV_tauR_estimate (None) is the legacy test's, not MATLAB's old name of a metric
+    assert "RPV_tauR_estimate" in results.params and not any("RPV_tauR_estimate" in n for n in results.notes)
     assert set(results.metrics["estimatedTauR"].dropna()) <= {float(c) for c in results.tauR_columns}
     import_bombcell_functions()
     default = Recording.load(merged, {**results.params, "tauR_valuesMin": 0.002, "tauR_valuesMax": 0.002})
