@@ -70,6 +70,11 @@ def _number(x) -> float | str | None:
     return x if math.isfinite(x) else ("inf" if x > 0 else "-inf")
 
 
+def contribution_text(c: Contribution) -> str:
+    """'snr 14.9 (+0.12)': a metric, its value and its contribution."""
+    return f"{c.feature} {c.value:.4g} ({c.contribution:+.3g})"
+
+
 def _float(x) -> float:
     return float("nan") if x is None else float(x)
 
@@ -95,6 +100,18 @@ class ModelOpinion:
     def agrees(self, cluster_id: int, bombcell_label: str | None) -> bool | None:
         unit = self.units.get(int(cluster_id))
         return model_agrees(unit.label if unit else None, bombcell_label, classes=self.classes)
+
+    def summary(self, cluster_id: int, bombcell_label: str | None = None, top: int = 3) -> dict | None:
+        """What `explain --json` and `audit` carry for one cluster: label, confidence, agrees (with Bombcell's
+        label), the ``top`` contributions (None when not computed); None when the model has not seen the cluster."""
+        unit = self.units.get(int(cluster_id))
+        if unit is None:
+            return None
+        contributions = None if unit.contributions is None else [
+            {"feature": c.feature, "value": _number(c.value), "contribution": _number(c.contribution)}
+            for c in unit.top(top)]
+        return {"model": self.model_name, "label": unit.label, "confidence": _number(unit.confidence),
+                "agrees": self.agrees(cluster_id, bombcell_label), "top": contributions}
 
     def to_json(self) -> dict:
         def unit(u: UnitOpinion) -> dict:
