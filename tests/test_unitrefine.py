@@ -270,3 +270,21 @@ def test_three_way_lists_the_curators_disagreements_first(ur_copy, capsys):
     assert f"UnitRefine's {LINEAR}" in out
     first = out.split("model disagree, first")[1].splitlines()[2].split()
     assert int(first[0]) == int(table["cluster_id"][0])
+
+
+def test_an_analyzer_of_another_sorting_is_refused(ur_copy, capsys):
+    spike_clusters = ur_copy.phy_dir / "spike_clusters.npy"
+    clusters = np.load(spike_clusters)
+    counts = np.bincount(clusters.ravel())
+    np.save(spike_clusters, np.repeat(np.arange(len(counts)), counts[::-1]))  # cluster i has cluster N-1-i's count
+    _one_line_refusal(capsys, ["unitrefine", str(ur_copy.phy_dir), "--model", str(ur_copy.models[LINEAR])],
+                      (ur_copy.phy_dir, ur_copy.models[LINEAR]), {}, "another sorting", str(ur_copy.analyzer_dir))
+
+
+def test_saved_predictions_and_a_model_without_the_analyzer(ur_copy):
+    shutil.rmtree(ur_copy.analyzer_dir)
+    opinion = find_opinion(ur_copy.phy_dir, ur_copy.models[FOREST], contributions=True)
+    assert_same_predictions(opinion, expected_by_cluster(ur_copy, FOREST))
+    assert opinion.method is None and any("no SortingAnalyzer" in n for n in opinion.notes)
+    with pytest.raises(UnitRefineError, match="no SortingAnalyzer found"):  # nothing saved for this model
+        find_opinion(ur_copy.phy_dir, ur_copy.models[LINEAR])

@@ -205,6 +205,13 @@ def find_opinion(ks_dir, model_dir=None, *, contributions: bool = False, analyze
     if path is not None:
         saved = read_predictions(path, model_name)
         check_same_units(path, saved.unit_ids, analyzer)
+    if model_dir is not None and analyzer is None and saved is not None:
+        from .explain import model_file  # the folder is checked; without metrics, no contributions
+
+        model_file(model_dir)
+        notes.append(f"no SortingAnalyzer found near {ks_dir} (--analyzer DIR): the saved predictions without "
+                     "contributions")
+        model_dir = None
     if model_dir is not None:
         from .explain import model_opinion  # scikit-learn, skops, SpikeInterface: only for a named model
 
