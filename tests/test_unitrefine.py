@@ -279,6 +279,8 @@ def test_an_analyzer_of_another_sorting_is_refused(ur_copy, capsys):
     np.save(spike_clusters, np.repeat(np.arange(len(counts)), counts[::-1]))  # cluster i has cluster N-1-i's count
     _one_line_refusal(capsys, ["unitrefine", str(ur_copy.phy_dir), "--model", str(ur_copy.models[LINEAR])],
                       (ur_copy.phy_dir, ur_copy.models[LINEAR]), {}, "another sorting", str(ur_copy.analyzer_dir))
+    # saved predictions of that analyzer: its saved num_spikes tell, without SpikeInterface
+    _one_line_refusal(capsys, ["unitrefine", str(ur_copy.phy_dir)], (ur_copy.phy_dir,), {}, "another sorting")
 
 
 def test_saved_predictions_and_a_model_without_the_analyzer(ur_copy):

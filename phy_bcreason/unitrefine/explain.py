@@ -25,9 +25,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import first_line, listed
-from ..io.kilosort import spike_counts
-from ..io.results import BombcellResultsError, check_same_sorting
-from .found import UnitRefineError, map_to_clusters
+from .found import UnitRefineError, check_counts, map_to_clusters
 
 MODEL_INFO, MODEL_FILE, TRAINING_DATA = "model_info.json", "best_model.skops", "training_data.csv"
 # tree ensembles shap's TreeExplainer explains exactly -> what their raw output is
@@ -109,20 +107,6 @@ def _analyzer(analyzer_dir: Path):
                               ) from None
 
 
-def check_counts(analyzer, analyzer_dir: Path, ks_dir: Path, cluster_ids: np.ndarray, notes: list[str]) -> None:
-    """The analyzer's spike counts against the Phy folder's (clusters merged or split since are not compared)."""
-    spikes = spike_counts(ks_dir, notes)
-    if spikes is None:
-        return
-    counts = analyzer.sorting.count_num_spikes_per_unit(outputs="array")
-    try:
-        check_same_sorting(analyzer_dir, pd.DataFrame({"num_spikes": counts}), cluster_ids, *spikes, notes,
-                           count="num_spikes")
-    except BombcellResultsError as exc:
-        raise UnitRefineError(str(exc).replace("these results do not match",
-                                               "this analyzer is of another sorting than")) from None
-
-
 @dataclass
 class ModelResult:
     """What the model said, as plain data (opinion.py makes it a ModelOpinion): ``units`` holds, per unit,
@@ -160,7 +144,8 @@ def model_opinion(ks_dir: Path, model_dir: Path, analyzer_dir: Path | None, save
     notes: list[str] = []
     unit_ids = pd.Index(analyzer.unit_ids)
     cluster_ids = map_to_clusters(unit_ids, ks_dir, analyzer_dir, notes)
-    check_counts(analyzer, analyzer_dir, ks_dir, cluster_ids, notes)
+    check_counts(analyzer_dir, analyzer.sorting.count_num_spikes_per_unit(outputs="array"), cluster_ids, ks_dir,
+                 notes)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from ..core.errors import UserError, first_line, listed
-from ..io.results import BombcellResultsError
+from ..io.kilosort import spike_counts
+from ..io.results import BombcellResultsError, check_same_sorting
 from ..io.spikeinterface import cluster_ids_of_units
 
 PREDICTIONS_DIR = "unitrefine_predictions"  # UnitRefine's default output folder
@@ -185,6 +186,38 @@ def check_same_units(path: Path, unit_ids, analyzer_dir: Path | None) -> None:
         extra = sorted(theirs - set(ids))
         raise UnitRefineError(f"{path}: unit ids {listed(extra, 5)} are not units of the analyzer {analyzer_dir}: "
                               "these predictions are of another sorting")
+
+
+def check_counts(analyzer_dir: Path, counts: np.ndarray, cluster_ids: np.ndarray, ks_dir: Path,
+                 notes: list[str]) -> None:
+    """The analyzer's spike count per unit against the Phy folder's (clusters merged or split since are not
+    compared): an analyzer of another sorting is refused."""
+    spikes = spike_counts(ks_dir, notes)
+    if spikes is None:
+        return
+    try:
+        check_same_sorting(analyzer_dir, pd.DataFrame({"num_spikes": counts}), cluster_ids, *spikes, notes,
+                           count="num_spikes")
+    except BombcellResultsError as exc:
+        raise UnitRefineError(str(exc).replace("these results do not match this Kilosort folder",
+                                               "this analyzer is of another sorting than this Phy folder")) from None
+
+
+def check_saved_counts(analyzer_dir: Path | None, ks_dir: Path, notes: list[str]) -> None:
+    """`check_counts` from the analyzer's saved quality metrics (num_spikes), without SpikeInterface; nothing when
+    the analyzer saved none."""
+    path = analyzer_dir / "extensions" / "quality_metrics" / "metrics.csv" if analyzer_dir is not None else None
+    if path is None or not path.is_file():
+        return
+    try:
+        table = pd.read_csv(path, index_col=0)
+    except Exception as exc:
+        notes.append(f"{path}: cannot read ({first_line(exc)}); spike counts not compared")
+        return
+    if "num_spikes" in table.columns:
+        cluster_ids = map_to_clusters(table.index, ks_dir, analyzer_dir, notes)
+        check_counts(analyzer_dir, pd.to_numeric(table["num_spikes"], errors="coerce").to_numpy(dtype=float),
+                     cluster_ids, ks_dir, notes)
 
 
 def _analyzer_for(ks_dir: Path, analyzer_dir, analyzers: list[Path], saved_path: Path | None) -> Path | None:

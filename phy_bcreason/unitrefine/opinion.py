@@ -29,6 +29,7 @@ from .found import (
     _analyzer_for,
     _pick,
     check_same_units,
+    check_saved_counts,
     find_analyzers,
     find_predictions,
     map_to_clusters,
@@ -227,6 +228,7 @@ def find_opinion(ks_dir, model_dir=None, *, contributions: bool = False, analyze
     if saved is None:
         return None
     cluster_ids = map_to_clusters(saved.unit_ids, ks_dir, path, notes)
+    check_saved_counts(analyzer, ks_dir, notes)
     if contributions:
         notes.append("contributions need the model: name its folder (--model DIR)")
     units = {int(c): UnitOpinion(int(c), label, float(p)) for c, label, p in
