@@ -24,7 +24,7 @@ from phy_bcreason import cli
 from phy_bcreason.unitrefine.opinion import ModelOpinion, UnitRefineError, find_opinion, model_agrees
 from tests import ur_builder
 from tests.si_builder import EXPORT_UNIT_ID_OFFSET
-from tests.ur_builder import CASCADE, FOREST, LINEAR, MLP
+from tests.ur_builder import BOOSTING, CASCADE, FOREST, LINEAR, MLP
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,7 +57,8 @@ def assert_same_predictions(opinion: ModelOpinion, expected: dict[int, tuple[str
 
 
 def model_outputs(ds, name: str, opinion: ModelOpinion) -> np.ndarray:
-    """The model's own output for each unit's label, from the whole pipeline as SpikeInterface loads it."""
+    """The model's own output for each unit's label, from the whole pipeline as SpikeInterface loads it: the
+    probability for the forest, the decision function (log-odds of the second class) for the others."""
     from spikeinterface.curation.model_based_curation import load_model
     from spikeinterface.curation.train_manual_curation import _format_metric_dataframe
 
@@ -89,7 +90,7 @@ def test_saved_predictions_are_spikeinterfaces(ur_dataset):
     assert table.loc[0, "ur_label"] == opinion.units[0].label
 
 
-@pytest.mark.parametrize("name, method", [(FOREST, "TreeSHAP"), (LINEAR, "coefficients")])
+@pytest.mark.parametrize("name, method", [(FOREST, "TreeSHAP"), (LINEAR, "coefficients"), (BOOSTING, "TreeSHAP")])
 def test_contributions_add_up_to_the_models_output(ur_dataset, name, method):
     opinion = find_opinion(ur_dataset.phy_dir, ur_dataset.models[name], contributions=True)
     assert opinion.method == method and opinion.model_folder == ur_dataset.models[name]
@@ -106,7 +107,7 @@ def test_contributions_add_up_to_the_models_output(ur_dataset, name, method):
         for c in unit.contributions:
             value = float(metrics.loc[unit_id, c.feature])
             assert (np.isnan(c.value) and np.isnan(value)) or c.value == value
-    quantity = "probability" if name == FOREST else "log-odds"
+    quantity = "probability" if name == FOREST else "log-odds"  # gradient boosting's raw output: log-odds
     assert quantity in opinion.method_note
 
 
