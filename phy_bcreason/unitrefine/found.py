@@ -136,7 +136,8 @@ def read_predictions(path: Path, model_name: str | None = None) -> SavedPredicti
     return SavedPredictions(path, name, table.index, labels, confidences, classes)
 
 
-def _pick(files: list[Path], model_dir: Path | None, analyzers: list[Path]) -> tuple[Path | None, str | None]:
+def pick_predictions(files: list[Path], model_dir: Path | None, analyzers: list[Path]
+                     ) -> tuple[Path | None, str | None]:
     """The predictions file to use and the model whose columns to read: the named model's, else (with an analyzer
     found) one made from that analyzer, else the newest."""
     if model_dir is not None:
@@ -220,7 +221,7 @@ def check_saved_counts(analyzer_dir: Path | None, ks_dir: Path, notes: list[str]
                      cluster_ids, ks_dir, notes)
 
 
-def _analyzer_for(ks_dir: Path, analyzer_dir, analyzers: list[Path], saved_path: Path | None) -> Path | None:
+def analyzer_for(ks_dir: Path, analyzer_dir, analyzers: list[Path], saved_path: Path | None) -> Path | None:
     if analyzer_dir is not None:
         folder = Path(analyzer_dir)
         if not is_analyzer_folder(folder):

@@ -26,18 +26,19 @@ from ..core.errors import listed
 from ..core.rules import SPIKEINTERFACE_LABELS
 from .found import (
     UnitRefineError,
-    _analyzer_for,
-    _pick,
+    analyzer_for,
     check_same_units,
     check_saved_counts,
     find_analyzers,
     find_predictions,
     map_to_clusters,
+    pick_predictions,
     read_predictions,
 )
 
 __all__ = ["Contribution", "UnitOpinion", "ModelOpinion", "UnitRefineError", "find_opinion", "model_agrees",
            "model_kind", "contribution_text"]
+
 
 @dataclass(frozen=True)
 class Contribution:
@@ -200,8 +201,8 @@ def find_opinion(ks_dir, model_dir=None, *, contributions: bool = False, analyze
         raise UnitRefineError(f"{ks_dir}: not a folder")
     model_dir = Path(model_dir) if model_dir is not None else None
     analyzers = find_analyzers(ks_dir)
-    path, model_name = _pick(find_predictions(ks_dir), model_dir, analyzers)
-    analyzer = _analyzer_for(ks_dir, analyzer_dir, analyzers, path)
+    path, model_name = pick_predictions(find_predictions(ks_dir), model_dir, analyzers)
+    analyzer = analyzer_for(ks_dir, analyzer_dir, analyzers, path)
     saved, notes = None, []
     if path is not None:
         saved = read_predictions(path, model_name)
