@@ -22,6 +22,8 @@ from .live.metrics import with_live_rows
 from .live.recording import LiveMetricsError
 from .quiet import bombcell_output_to_log
 from .tuning.whatif import WhatIfError, describe_overrides, editable, label_changes, parse_settings
+from .unitrefine.opinion import UnitRefineError, contribution_text, find_opinion
+from .unitrefine.text import three_text, unitrefine_text
 
 REASON_COLUMN = "bc_classificationReason"
 REASON_FILE = f"cluster_{REASON_COLUMN}.tsv"
@@ -52,11 +54,18 @@ def _selected_ids(explanation: Explanation, cluster_ids: list[int] | None) -> li
     return cluster_ids
 
 
-def explain_text(explanation: Explanation, cluster_ids: list[int]) -> str:
+def explain_text(explanation: Explanation, cluster_ids: list[int], opinion=None) -> str:
     lines = []
     for cluster_id in cluster_ids:
         unit = explanation.unit(cluster_id)
         lines.append(f"cluster {cluster_id}: {unit['label'] or '(empty)'}  |  {unit['reason']}")
+        summary = opinion.summary(cluster_id, unit["label"]) if opinion is not None else None
+        if summary is not None:
+            agrees = {True: "agrees with Bombcell", False: "disagrees with Bombcell", None: "not compared"}
+            top = "; ".join(contribution_text(c) for c in opinion.units[cluster_id].top(3))
+            lines.append(f"    UnitRefine {summary['model']}: {summary['label']} "
+                         f"({opinion.units[cluster_id].confidence:.2f}), "
+                         f"{agrees[summary['agrees']]}{': ' + top if top else ''}")
         for c in unit["decisive"]:
             lines.append(f"    decided: {format_comparison(c)}")
         for c in unit["also_failed"]:
@@ -114,13 +123,21 @@ def concordance_output(results, explanation: Explanation, args) -> str:
     result = concordance(explanation, groups)
     singles = suggest(explanation, groups)
     joint = suggest_jointly(results, groups)
+    opinion = opinion_for(args)
+    three = None
+    if opinion is not None:
+        from .tuning.concordance import three_way
+
+        three = three_way(explanation, groups, opinion)
     if args.json:
         return json.dumps({
             "labelled": len(result.user), "agree": result.agree, "table": result.table.to_dict(),
             "disagreements": result.disagreements,
             "suggestions": [{**vars(s), "net": s.net} for s in singles],
             "joint": vars(joint),
-        })
+        } | ({} if three is None else {"unitrefine_model": opinion.model_name, "three_way": [
+            {k: (None if isinstance(v, float) and not np.isfinite(v) else v) for k, v in row.items()}
+            for row in three.to_dict(orient="records")]}))
     lines = [f"{result.agree} of {len(result.user)} labelled clusters agree with Bombcell ({path.name})", "",
              "Bombcell (rows) against your labels (columns):", result.table.to_string(), ""]
     lines += [f"cluster {d['cluster_id']}: you {d['user']}, Bombcell {d['label']}: {', '.join(d['rules'])}"
@@ -137,7 +154,59 @@ def concordance_output(results, explanation: Explanation, args) -> str:
     lines += ["", f"Together: {moved}: agree {joint.agree_before} -> {joint.agree_after} of {joint.n_labelled}; "
                   f"on labels held out of the fit {joint.held_out_before:.0%} -> {joint.held_out_after:.0%}",
               "Try one: phy-bcreason summary KS_DIR --set NAME=VALUE, or the what-if in Phy's dock."]
+    if three is not None:
+        n = int((three["model_agrees"] == False).sum())  # noqa: E712 (None: not compared)
+        lines += ["", f"You, Bombcell and UnitRefine's {opinion.model_name} ({n} cluster(s) where Bombcell and the "
+                      "model disagree, first; model_agrees empty: the model was not asked):",
+                  three_text(three)]
     return "\n".join(lines)
+
+
+def opinion_for(args, *, contributions: bool | None = None):
+    """UnitRefine's opinion for the command's folder, or None. With --model a problem is an error (exit 2);
+    without, a note, and the command goes on."""
+    model = getattr(args, "model", None)
+    try:
+        return find_opinion(args.ks_dir, model, contributions=model is not None if contributions is None
+                            else contributions, analyzer_dir=getattr(args, "analyzer", None))
+    except UnitRefineError as exc:
+        if model is not None:
+            raise
+        print(f"note: UnitRefine's predictions not used: {exc}", file=sys.stderr)
+        return None
+
+
+def bombcell_labels(args) -> dict[int, str] | None:
+    """Bombcell's label per cluster, for the agreement column; None (with a note) when its results cannot be read."""
+    try:
+        results = load_results(find_bombcell_dir(args.ks_dir, getattr(args, "bombcell_dir", None)), ks_dir=args.ks_dir)
+        explanation = explain(results)
+    except BombcellResultsError as exc:
+        print(f"note: no agreement with Bombcell: {exc}", file=sys.stderr)
+        return None
+    return {int(c): str(label) for c, label in zip(explanation.cluster_ids, explanation.labels)}
+
+
+def run_unitrefine(args) -> int:
+    import contextlib
+
+    if args.top < 0:
+        raise UsageError(f"--top {args.top}: give 0 or more")
+    with contextlib.redirect_stdout(sys.stderr):  # stdout holds only the table or the JSON (the GUI reads it)
+        opinion = find_opinion(args.ks_dir, args.model, contributions=args.model is not None,
+                               analyzer_dir=args.analyzer)
+        if opinion is None:
+            raise UsageError(f"{args.ks_dir}: no UnitRefine predictions (*__labels_from_*.csv, cluster_prediction.tsv)"
+                             " in it, its parent or unitrefine_predictions/ in either: name a model folder with "
+                             "--model DIR")
+        bombcell = None if args.json else bombcell_labels(args)
+    for note in opinion.notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(opinion.to_json(), allow_nan=False))
+    else:
+        print(unitrefine_text(opinion, bombcell, args.top))
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -161,9 +230,16 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE",
                        help="what-if: use this threshold or switch instead of the saved one (repeatable)")
 
+    def add_model_arg(p):
+        p.add_argument("--model", type=Path, default=None, metavar="DIR",
+                       help="a UnitRefine model folder (best_model.skops and model_info.json), applied to the "
+                            "SortingAnalyzer beside the folder with SpikeInterface's model_based_label_units "
+                            "(default: UnitRefine's predictions saved beside the folder, if any)")
+
     p = sub.add_parser("explain", help="label, reason and failing comparisons per cluster")
     add_folder_args(p)
     add_set_arg(p)
+    add_model_arg(p)
     p.add_argument("--cluster", type=int, nargs="+", default=None, help="only these cluster ids")
     p.add_argument("--json", action="store_true", help="print one JSON array, one object per cluster")
     p.add_argument("--figure", type=Path, default=None, metavar="FILE",
@@ -183,6 +259,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a TSV with cluster_id and group (good/mua/noise), like Phy's cluster_group.tsv "
                         "(default: the folder's own cluster_group.tsv)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    add_model_arg(p)
+
+    p = sub.add_parser("unitrefine", help="UnitRefine's label and confidence for every cluster, whether it agrees "
+                                          "with Bombcell's, and the metrics that pushed the model there")
+    p.add_argument("ks_dir", type=Path, help="Phy (Kilosort or export_to_phy) folder")
+    add_model_arg(p)
+    p.add_argument("--analyzer", type=Path, default=None, metavar="DIR",
+                   help="the SortingAnalyzer folder of this sorting (default: found beside the Phy folder)")
+    p.add_argument("--bombcell-dir", type=Path, default=None, help="Bombcell results folder (for the agreement)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (the opinion, with contributions)")
+    p.add_argument("--top", type=int, default=3, metavar="N", help="contributions shown per cluster (default 3)")
 
     p = sub.add_parser("demo", help="open Phy on the bundled demo dataset with the plugin attached")
     p.add_argument("--screenshot", type=Path, default=None, metavar="FILE",
@@ -205,6 +292,8 @@ def run(args: argparse.Namespace) -> int:
         return install.run(args.command == "uninstall-plugin", args.config_dir, args.dry_run)
     if args.command in AUDIT_COMMANDS:
         return run_audit_command(args)
+    if args.command == "unitrefine":
+        return run_unitrefine(args)
     results = load_results(find_bombcell_dir(args.ks_dir, args.bombcell_dir), ks_dir=args.ks_dir,
                            classifier=args.classifier)
     if args.live:
@@ -218,6 +307,7 @@ def run(args: argparse.Namespace) -> int:
     if getattr(args, "figure", None) is not None:
         written.append(write_figure_for(results, explanation, args.ks_dir, ids, args.figure))
     report = concordance_output(results, explanation, args) if args.command == "concordance" else None
+    opinion = opinion_for(args) if args.command == "explain" else None
     print(f"classifier: {explanation.classified_by}", file=sys.stderr)
     for note in explanation.notes:
         print(f"note: {note}", file=sys.stderr)
@@ -227,9 +317,12 @@ def run(args: argparse.Namespace) -> int:
               file=sys.stdout if args.command == "summary" else sys.stderr)
     if args.command == "explain":
         if args.json:
-            print(json.dumps([explanation.unit(i) for i in ids], allow_nan=False))
+            units = [explanation.unit(i) for i in ids]
+            if opinion is not None:
+                units = [u | {"unitrefine": opinion.summary(u["cluster_id"], u["label"])} for u in units]
+            print(json.dumps(units, allow_nan=False))
         else:
-            print(explain_text(explanation, ids))
+            print(explain_text(explanation, ids, opinion))
     elif args.command == "summary":
         print(summary_text(explanation))
     elif report is not None:
@@ -272,6 +365,9 @@ def add_audit_parsers(sub) -> None:
                         "backend, on every worker of the cluster (needs dask[distributed])")
     p.add_argument("--live", action="store_true", help="also explain clusters Bombcell's results lack (see explain)")
     p.add_argument("--no-report", action="store_true", help="write the tables only, no report.html")
+    p.add_argument("--model", type=Path, default=None, metavar="DIR",
+                   help="a UnitRefine model folder applied to each folder's SortingAnalyzer (default: the "
+                        "predictions saved beside each folder, if any): ur_* columns in units.tsv")
     p.add_argument("--compare", nargs=2, action="append", default=[], metavar=("RUN_A", "RUN_B"),
                    help="also compare two runs in the report (repeatable)")
 
@@ -319,7 +415,7 @@ def run_audit_command(args: argparse.Namespace) -> int:
             client = Client(args.dask_scheduler)
             backend = "dask"
         try:
-            result = audit.run_audit(targets, args.jobs, live=args.live, backend=backend,
+            result = audit.run_audit(targets, args.jobs, live=args.live, backend=backend, model_dir=args.model,
                                      progress=sys.stderr if sys.stderr.isatty() and len(targets) > 1 else None)
         finally:
             if args.dask_scheduler:
@@ -339,6 +435,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return run(args)
-    except (BombcellResultsError, LiveMetricsError, UsageError, WhatIfError) as exc:
+    except (BombcellResultsError, LiveMetricsError, UsageError, WhatIfError, UnitRefineError) as exc:
         print(f"phy-bcreason: {exc}", file=sys.stderr)
         return 2

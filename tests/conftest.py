@@ -191,3 +191,12 @@ def plain_phy(ks_dir, config_dir):
     finally:
         controller.close()
         phylib.utils.reset()
+
+
+@pytest.fixture(scope="session")
+def ur_dataset(tmp_path_factory):
+    """``tests/ur_builder.py``'s dataset (Phy folder, analyzer, four models, their predictions), built once per
+    session. Read-only: ``ur_builder.ur_dataset_copy(ur_dataset, dst)`` for a private copy."""
+    from tests import ur_builder
+
+    return ur_builder.build_ur_dataset(tmp_path_factory.mktemp("ur") / "data", seed=0)

@@ -22,6 +22,10 @@ sorting is written as a folder Phy opens, in one of two layouts:
 
     SI unit ids are 0..26 and equal to the Phy cluster ids.
 
+``with_analyzer=True`` also saves the labelled analyzer (quality and template metrics included)
+as a ``binary_folder`` SortingAnalyzer in ``out_dir/analyzer/``, beside the Phy folder (what
+UnitRefine predicts from; ``tests/ur_builder.py``).
+
 run_bombcell_qc's output folder holds ``labeling_results_wide.csv`` (first column, unnamed,
 is the SI unit id; then ``label``; then every metric), ``labeling_results_narrow.csv``,
 ``thresholds.json`` and ``bombcell_config.json`` (plots are off, so no PNG).
@@ -44,7 +48,7 @@ are computed if scikit-learn is not installed.
 API::
 
     VARIANTS: dict[str, dict]        # name -> {"thresholds": dict | None, "params": dict}
-    build_si_dataset(out_dir, *, variant="default", layout="export", seed=0) -> SIDataset
+    build_si_dataset(out_dir, *, variant="default", layout="export", seed=0, with_analyzer=False) -> SIDataset
     si_dataset_copy(src: SIDataset, dst) -> SIDataset
 
 Command line (from the repository root)::
@@ -156,6 +160,7 @@ class SIDataset:
     out_dir: Path | None = None  # holds phy_dir, results_dir and design.json
     variant: str = ""
     seed: int = 0
+    analyzer_dir: Path | None = None  # out_dir/analyzer (with_analyzer=True): the labelled SortingAnalyzer
 
 
 # ---------------------------------------------------------------------------------------
@@ -265,7 +270,8 @@ def _export(analyzer, phy_dir: Path, *, with_metrics: bool) -> None:
             np.save(phy_dir / name, np.eye(n_channels))
 
 
-def build_si_dataset(out_dir: Path, *, variant: str = "default", layout: str = "export", seed: int = 0) -> SIDataset:
+def build_si_dataset(out_dir: Path, *, variant: str = "default", layout: str = "export", seed: int = 0,
+                     with_analyzer: bool = False) -> SIDataset:
     """Simulate, label with ``run_bombcell_qc`` (``VARIANTS[variant]``) and write a Phy folder.
 
     ``out_dir`` must not exist or be empty. Also writes ``out_dir/design.json``: SI unit id ->
@@ -311,15 +317,22 @@ def build_si_dataset(out_dir: Path, *, variant: str = "default", layout: str = "
         units={str(int(u)): s.name for u, s in zip(unit_ids, dsb.UNIT_SPECS)},
     )
     (out_dir / "design.json").write_text(json.dumps(design, indent=1))
+    if with_analyzer:
+        import warnings
+
+        with warnings.catch_warnings():  # the generated recording is not saved with it (a recordingless analyzer)
+            warnings.simplefilter("ignore")
+            analyzer.save_as(format="binary_folder", folder=out_dir / "analyzer")
     return _dataset(out_dir, phy_dir, results_dir, layout, variant, seed)
 
 
 def _dataset(out_dir, phy_dir, results_dir, layout, variant, seed) -> SIDataset:
     thresholds = json.loads((results_dir / "thresholds.json").read_text())
     config = json.loads((results_dir / "bombcell_config.json").read_text())
+    analyzer_dir = out_dir / "analyzer"
     return SIDataset(phy_dir=phy_dir, results_dir=results_dir, thresholds=thresholds,
                      split=bool(config["split_non_somatic"]), layout=layout, out_dir=out_dir,
-                     variant=variant, seed=seed)
+                     variant=variant, seed=seed, analyzer_dir=analyzer_dir if analyzer_dir.is_dir() else None)
 
 
 def si_dataset_copy(src: SIDataset, dst) -> SIDataset:

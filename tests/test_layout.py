@@ -7,7 +7,7 @@ import ast
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parents[1] / "phy_bcreason"
-LAYERS = {"core": 0, "io": 1, "live": 2, "tuning": 2, "batch": 2, "gui": 3}
+LAYERS = {"core": 0, "io": 1, "live": 2, "tuning": 2, "batch": 2, "unitrefine": 2, "gui": 3}
 BASE = {"_version", "quiet"}  # import nothing of ours: any layer may use them
 ENTRY = 4  # plugin, cli, api, demo, install, __init__, __main__
 MAX_LINES = 450

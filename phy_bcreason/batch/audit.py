@@ -122,14 +122,40 @@ class FolderAudit:
     explanation: Explanation | None = None
     error: str | None = None
     seconds: float = 0.0
+    unitrefine: pd.DataFrame | None = None   # ur_* columns by cluster id, when UnitRefine's opinion is found
+    unitrefine_error: str = ""
 
     @property
     def ok(self) -> bool:
         return self.explanation is not None
 
 
-def audit_folder(target: Target, live: bool = False, check: bool = True) -> FolderAudit:
-    """Explain one run as `explain_folder(target.ks_dir, target.results_dir)` does; never raises."""
+UNITREFINE_COLUMNS = ("ur_model", "ur_label", "ur_confidence", "ur_agrees", "ur_top")
+
+
+def unitrefine_columns(explanation: Explanation, ks_dir: Path, model_dir: Path | None) -> pd.DataFrame | None:
+    """UnitRefine's label, confidence, agreement with Bombcell's and top contributions per cluster (None when no
+    opinion is found); UnitRefineError when one cannot be used."""
+    from ..unitrefine.opinion import contribution_text, find_opinion
+
+    opinion = find_opinion(ks_dir, model_dir, contributions=model_dir is not None)
+    if opinion is None:
+        return None
+    rows = []
+    for cluster_id, label in zip(explanation.cluster_ids, explanation.labels):
+        unit = opinion.units.get(int(cluster_id))
+        agrees = opinion.agrees(int(cluster_id), str(label))
+        rows.append((opinion.model_name, unit.label if unit else "", unit.confidence if unit else np.nan,
+                     "" if agrees is None else int(agrees),
+                     "; ".join(contribution_text(c) for c in unit.top(3)) if unit else ""))
+    return pd.DataFrame(rows, columns=list(UNITREFINE_COLUMNS),
+                        index=pd.Index(explanation.cluster_ids, name="cluster_id"))
+
+
+def audit_folder(target: Target, live: bool = False, check: bool = True, model_dir: Path | None = None
+                 ) -> FolderAudit:
+    """Explain one run as `explain_folder(target.ks_dir, target.results_dir)` does, with UnitRefine's opinion
+    when one is found (``model_dir``: a model folder applied to the analyzer); never raises."""
     start = time.perf_counter()
     try:
         results = load_results(target.results_dir, ks_dir=target.ks_dir)
@@ -138,9 +164,15 @@ def audit_folder(target: Target, live: bool = False, check: bool = True) -> Fold
 
             results = with_live_rows(results, target.ks_dir)
         explanation = explain(results, check=check)
-        return FolderAudit(target, explanation, seconds=time.perf_counter() - start)
     except Exception as exc:  # one folder must not stop the audit
         return FolderAudit(target, error=_one_line(exc), seconds=time.perf_counter() - start)
+    result = FolderAudit(target, explanation)
+    try:
+        result.unitrefine = unitrefine_columns(explanation, target.ks_dir, model_dir)
+    except Exception as exc:  # UnitRefine's opinion is extra: the folder is still audited
+        result.unitrefine_error = _one_line(exc)
+    result.seconds = time.perf_counter() - start
+    return result
 
 
 def rule_names(explanation: Explanation) -> np.ndarray:
@@ -159,9 +191,11 @@ def nearest_rules(explanation: Explanation) -> np.ndarray:
     return out
 
 
-def units_table(explanation: Explanation, folder: str = "", run: str = "") -> pd.DataFrame:
+def units_table(explanation: Explanation, folder: str = "", run: str = "", unitrefine: pd.DataFrame | None = None
+                ) -> pd.DataFrame:
     """One row per unit: `Explanation.table()` plus the decisive rules ('; '-joined, in rule-table order), the
-    rule nearest to changing the label, whether a judge flagged it, and the classifier."""
+    rule nearest to changing the label, whether a judge flagged it, the classifier, and UnitRefine's columns
+    (`unitrefine_columns`) when given."""
     table = explanation.table().reset_index()
     names = rule_names(explanation)
     decisive = explanation.status == DECISIVE
@@ -169,6 +203,9 @@ def units_table(explanation: Explanation, folder: str = "", run: str = "") -> pd
     table["nearest_rule"] = nearest_rules(explanation)
     table["flagged"] = explanation.flagged.astype(bool)
     table["classifier"] = explanation.classifier
+    if unitrefine is not None:
+        for column in UNITREFINE_COLUMNS:
+            table[column] = unitrefine[column].to_numpy()
     table.insert(0, "run", run)
     table.insert(0, "folder", folder)
     return table
@@ -192,7 +229,9 @@ def label_order(labels) -> list[str]:
 def folder_summary(result: FolderAudit) -> dict:
     target = result.target
     row = {"folder": target.folder, "run": target.run, "status": OK if result.ok else UNREADABLE,
-           "error": result.error or "", "ks_dir": str(target.ks_dir), "results_dir": str(target.results_dir)}
+           "error": result.error or "", "ks_dir": str(target.ks_dir), "results_dir": str(target.results_dir),
+           "unitrefine": "" if result.unitrefine is None else str(result.unitrefine["ur_model"].iloc[0]),
+           "unitrefine_error": result.unitrefine_error}
     if not result.ok:
         return row
     e = result.explanation
@@ -227,7 +266,7 @@ class Audit:
 
     @cached_property
     def units(self) -> pd.DataFrame:
-        tables = [units_table(r.explanation, r.target.folder, r.target.run) for r in self.ok]
+        tables = [units_table(r.explanation, r.target.folder, r.target.run, r.unitrefine) for r in self.ok]
         return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(
             columns=["folder", "run", "cluster_id", "label", "reason", "n_decisive", "margin", "decisive",
                      "nearest_rule", "flagged", "classifier"])
@@ -251,7 +290,8 @@ class Audit:
             if column in table:
                 table[column] = table[column].astype("Int64")
         front = [c for c in ("folder", "run", "status", "classifier", "units") if c in table]
-        back = [c for c in ("near_threshold", "flagged", "notes", "error", "ks_dir", "results_dir") if c in table]
+        back = [c for c in ("near_threshold", "flagged", "notes", "error", "unitrefine", "unitrefine_error", "ks_dir",
+                            "results_dir") if c in table]
         return table[front + labels + back + decisive]
 
 
@@ -267,9 +307,10 @@ def _progress(done: int, total: int, started: float, stream) -> None:
 
 
 def run_audit(targets: list[Target], jobs: int = 1, *, live: bool = False, check: bool = True,
-              backend: str | None = None, progress=None) -> Audit:
+              backend: str | None = None, progress=None, model_dir: Path | None = None) -> Audit:
     """Audit every target, ``jobs`` at a time with joblib (``backend='dask'`` with a `dask.distributed.Client`
-    connected: on its cluster). ``progress`` is a stream for a progress bar (None: none)."""
+    connected: on its cluster). ``progress`` is a stream for a progress bar (None: none). ``model_dir``: a UnitRefine
+    model folder applied to each folder's analyzer (else the predictions saved beside each, if any)."""
     from joblib import Parallel, delayed, parallel_config
 
     started = time.perf_counter()
@@ -279,7 +320,7 @@ def run_audit(targets: list[Target], jobs: int = 1, *, live: bool = False, check
     name = backend or ("sequential" if jobs == 1 else "loky")
     n_jobs = {"sequential": 1, "dask": -1}.get(name, jobs)  # on Dask, the cluster's workers decide
     with parallel_config(backend=name, n_jobs=n_jobs):
-        tasks = (delayed(audit_folder)(target, live, check) for target in targets)
+        tasks = (delayed(audit_folder)(target, live, check, model_dir) for target in targets)
         for result in Parallel(return_as="generator")(tasks):
             results.append(result)
             if progress is not None:

@@ -1,6 +1,9 @@
 """The curator's labels against Bombcell's: agreement, the rules behind each disagreement, and thresholds that
 would agree better, each found and checked by the engine (no heuristic, no second copy of a rule).
 
+`three_way` sets the curator's labels, Bombcell's and UnitRefine's model's side by side, the units where the two
+automatic curators disagree first.
+
 Phy's groups are `good`, `mua` and `noise`. A Bombcell label agrees with the group it names; a non-somatic unit
 agrees with `good` or `mua` by its MUA tests, as Bombcell's own split labels (NON-SOMA GOOD / NON-SOMA MUA) say.
 """
@@ -15,6 +18,7 @@ import pandas as pd
 
 from ..core.engine import INACTIVE, Explanation, codes_with_threshold, labels_with_threshold, margin_text
 from ..core.rules import MUA, NOISE, SPLIT_SWITCHES
+from ..unitrefine.opinion import ModelOpinion, model_agrees
 
 PHY_GROUPS = ("good", "mua", "noise")
 LABEL_GROUPS = {"GOOD": "good", "MUA": "mua", "NOISE": "noise", "NON-SOMA GOOD": "good", "NON-SOMA MUA": "mua"}
@@ -219,3 +223,26 @@ def suggest_jointly(results, groups: dict[int, str], folds: int = 5, rounds: int
                     for old, new in zip(saved.rule_labels, fitted.rule_labels) if old != new)
     return JointSuggestion(overrides, before, after, len(labelled), agree_before / n, agree_after / n,
                            dict(flips.most_common()))
+
+
+USER_AS_LABEL = {"good": "GOOD", "mua": "MUA", "noise": "NOISE"}
+THREE_WAY_COLUMNS = ["cluster_id", "user", "bombcell", "model", "confidence", "model_agrees", "user_agrees_model"]
+
+
+def three_way(explanation: Explanation, groups: dict[int, str], opinion: ModelOpinion) -> pd.DataFrame:
+    """One row per cluster Bombcell labelled: your Phy group ('' when unlabelled), Bombcell's label, the model's
+    label and confidence ('' and NaN where the model has not seen the cluster), whether the model agrees with
+    Bombcell and with you (`model_agrees`: empty where the model was not asked). The clusters where Bombcell and
+    the model disagree come first, then those it could not compare, then those they agree on (each by id)."""
+    rows = []
+    for cluster_id, label in zip(explanation.cluster_ids.tolist(), explanation.labels.tolist()):
+        unit = opinion.units.get(int(cluster_id))
+        user = groups.get(int(cluster_id), "")
+        model = unit.label if unit else ""
+        rows.append((int(cluster_id), user, str(label), model, unit.confidence if unit else np.nan,
+                     model_agrees(model or None, str(label), classes=opinion.classes),
+                     model_agrees(model or None, USER_AS_LABEL.get(user), classes=opinion.classes)))
+    table = pd.DataFrame(rows, columns=THREE_WAY_COLUMNS)
+    order = table["model_agrees"].map({False: 0, None: 1, True: 2}).fillna(1)
+    return table.assign(_order=order).sort_values(["_order", "cluster_id"], kind="stable").drop(columns="_order"
+                                                                                               ).reset_index(drop=True)
