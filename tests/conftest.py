@@ -195,7 +195,7 @@ def plain_phy(ks_dir, config_dir):
 
 @pytest.fixture(scope="session")
 def ur_dataset(tmp_path_factory):
-    """``tests/ur_builder.py``'s dataset (Phy folder, analyzer, three models, their predictions), built once per
+    """``tests/ur_builder.py``'s dataset (Phy folder, analyzer, four models, their predictions), built once per
     session. Read-only: ``ur_builder.ur_dataset_copy(ur_dataset, dst)`` for a private copy."""
     from tests import ur_builder
 

@@ -653,13 +653,17 @@ def raw_file_of(ks_dir) -> Path | None:
     return None
 
 
+# a param_overrides value: the parameter is left out (a parameter set of an older Bombcell, which had none)
+DROP = "<left out>"
+
+
 def bombcell_params(ks_dir, *, raw=False, param_overrides=None) -> dict:
     """Bombcell's default parameters for ``ks_dir`` (Kilosort 4), set up for this data.
 
     With ``raw`` the raw file named in params.py is used (extractRaw on) and the recording
     settings Bombcell cannot find without a SpikeGLX meta file are filled in from params.py
     (nChannels, nSyncChannels = 0, ephys_sample_rate, gain_to_uV). Plots are off, raw
-    waveform extraction uses threads. ``param_overrides`` is applied last.
+    waveform extraction uses threads. ``param_overrides`` is applied last (``DROP``: the key removed).
     """
     import bombcell as bc
 
@@ -687,7 +691,10 @@ def bombcell_params(ks_dir, *, raw=False, param_overrides=None) -> dict:
         # enough for a few dozen units
         param["joblib_backend_preference"] = "threads"
     for key, value in (param_overrides or {}).items():
-        param[key] = value
+        if isinstance(value, str) and value == DROP:
+            param.pop(key, None)
+        else:
+            param[key] = value
     return param
 
 

@@ -12,7 +12,7 @@ through ``run_bombcell_qc``, the sorting exported to Phy), in the layout a lab h
                                      output folder and file name, run from out_dir)
     out_dir/predictions_store/       every model's predictions file and the cascade's, for tests to copy in
 
-Models (``MODELS``), trained with ``spikeinterface.curation.train_model`` on this analyzer's units with labels
+Models (``MODELS``: four), trained with ``spikeinterface.curation.train_model`` on this analyzer's units with labels
 from the design (``dataset_builder.UNIT_SPECS``: NOISE -> noise, the rest neural; GOOD -> sua, MUA -> mua for the
 GOOD and MUA units), one imputer/scaler/classifier each and a single point search space, so that training takes
 well under a second each:
@@ -20,6 +20,7 @@ well under a second each:
 * ``noise_neural_forest``: RandomForestClassifier (noise vs neural; a tree ensemble: TreeSHAP)
 * ``sua_mua_linear``: LogisticRegression (sua vs mua; linear: coefficients)
 * ``noise_neural_mlp``: MLPClassifier (noise vs neural; no exact method)
+* ``sua_mua_boosting``: GradientBoostingClassifier (sua vs mua; a tree ensemble explained in log-odds: TreeSHAP)
 
 Predictions are made with ``model_based_label_units(..., trust_model=True, set_predictions_as_properties=False)``
 and written as UnitRefine 0.2 writes them (``predictions.py``): index ``unit_id``, ``{model}_model_label`` and
@@ -62,10 +63,10 @@ if __package__ in (None, ""):  # pragma: no cover - run as a script
 from tests import dataset_builder as dsb  # noqa: E402
 from tests import si_builder  # noqa: E402
 
-__all__ = ["MODELS", "FOREST", "LINEAR", "MLP", "CASCADE", "URDataset", "build_ur_dataset", "ur_dataset_copy",
-           "predictions_key", "design_labels"]
+__all__ = ["MODELS", "FOREST", "LINEAR", "MLP", "BOOSTING", "CASCADE", "URDataset", "build_ur_dataset",
+           "ur_dataset_copy", "predictions_key", "design_labels"]
 
-FOREST, LINEAR, MLP = "noise_neural_forest", "sua_mua_linear", "noise_neural_mlp"
+FOREST, LINEAR, MLP, BOOSTING = "noise_neural_forest", "sua_mua_linear", "noise_neural_mlp", "sua_mua_boosting"
 CASCADE = f"cascade__{FOREST}__{LINEAR}"
 NOISE_NEURAL = {"NOISE": "noise", "GOOD": "neural", "MUA": "neural", "NON-SOMA": "neural"}
 SUA_MUA = {"GOOD": "sua", "MUA": "mua"}  # the others are not in its training set
@@ -76,6 +77,8 @@ MODELS: dict[str, dict] = {
     LINEAR: {"classifier": "LogisticRegression", "labels": SUA_MUA, "space": {"C": [0.3], "max_iter": [2000]}},
     MLP: {"classifier": "MLPClassifier", "labels": NOISE_NEURAL,
           "space": {"hidden_layer_sizes": [(6,)], "alpha": [1e-2], "max_iter": [400]}},
+    BOOSTING: {"classifier": "GradientBoostingClassifier", "labels": SUA_MUA,
+               "space": {"n_estimators": [20], "max_depth": [2], "learning_rate": [0.1]}},
 }
 ANALYZER_NAME = "analyzer"
 PREDICTIONS_DIR = "unitrefine_predictions"
@@ -171,7 +174,7 @@ _BUILT: dict[int, URDataset] = {}
 
 
 def build_ur_dataset(out_dir, *, seed: int = 0) -> URDataset:
-    """The SI-route dataset (export layout, default thresholds) with its analyzer saved, three models trained and
+    """The SI-route dataset (export layout, default thresholds) with its analyzer saved, four models trained and
     their predictions written (see the module's docstring). ``out_dir`` must not exist or be empty."""
     out_dir = Path(out_dir)
     if seed in _BUILT and _BUILT[seed].out_dir.is_dir():

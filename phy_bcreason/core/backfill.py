@@ -91,6 +91,8 @@ OLD_NAMES = {
     "isoD": "isolationDistance",
 }
 
+METRIC_OLD_NAMES = ("RPV_tauR_estimate", "isoD")
+
 # MATLAB's checkParameterFields defaults, for the parameters getQualityUnitType reads.
 MATLAB_BACKFILL = {
     "extractRaw": 1,
@@ -126,7 +128,9 @@ def repair_parameters(params: dict, switches, thresholds) -> tuple[dict, list[st
             name = key
         repaired[name] = value
     for old, new in OLD_NAMES.items():
-        if old in repaired and new not in repaired:
+        # RPV_tauR_estimate and isoD name metrics; Python Bombcell's legacy refractory test keeps a parameter
+        # RPV_tauR_estimate (None: sweep every tauR), which its parameter file saves
+        if old in repaired and new not in repaired and old not in METRIC_OLD_NAMES:
             repaired[new] = repaired.pop(old)
             notes.append(f"parameter {old} read as {new} (its current name)")
     for name in switches:

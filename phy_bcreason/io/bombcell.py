@@ -34,6 +34,8 @@ from .results import (
 
 METRICS_FILE = "templates._bc_qMetrics.parquet"
 PARAMS_FILE = "_bc_parameters._bc_qMetrics.parquet"
+# one column per refractory period of Bombcell's legacy test (named by it, in s); one column otherwise
+PER_TAUR_FILE = "templates._bc_fractionRefractoryPeriodViolationsPerTauR.parquet"
 # Labels Bombcell saved: MATLAB's table of every metric plus its label, and the column Phy reads.
 MATLAB_LABELS_FILE = "templates._bc_qMetrics_all.csv"
 PHY_LABELS_FILE = "cluster_bc_unitType.tsv"
@@ -160,9 +162,12 @@ def load_bombcell_results(folder: Path, ks_dir: Path, classifier: str | None = N
     ``ks_dir``'s spike_clusters.npy is compared with the results when it has one. Without a parameter file the
     results still open when Bombcell's saved labels are there.
     """
-    metrics_path, params_path = folder / METRICS_FILE, folder / PARAMS_FILE
+    metrics_path, params_path, per_tauR_path = folder / METRICS_FILE, folder / PARAMS_FILE, folder / PER_TAUR_FILE
     # read together (by one child process in Phy's); each file's error is raised where it was before
-    tables = read_tables([metrics_path, params_path]) if metrics_path.is_file() and params_path.is_file() else None
+    tables = read_tables([metrics_path, params_path] + [per_tauR_path] * per_tauR_path.is_file()) \
+        if metrics_path.is_file() and params_path.is_file() else None
+    tauR_columns = tuple(str(name) for name in tables[2].columns) \
+        if tables and len(tables) > 2 and not isinstance(tables[2], str) else None
     metrics = checked(metrics_path, tables[0] if tables else None)
     check_has_rows(metrics_path, metrics)
     notes: list[str] = []
@@ -199,4 +204,5 @@ def load_bombcell_results(folder: Path, ks_dir: Path, classifier: str | None = N
                            in_kept_time=in_kept_time)
         note_id_differences(metrics, cluster_ids, spike_file, ks_ids, notes)
     return BombcellResults(folder, params, metrics, cluster_ids, notes, classifier,
-                           f"{CLASSIFIER_TITLES[classifier]}, {evidence}", saved_labels, saved_file)
+                           f"{CLASSIFIER_TITLES[classifier]}, {evidence}", saved_labels, saved_file,
+                           tauR_columns=tauR_columns)

@@ -38,6 +38,7 @@ class BombcellResults:
     saved_labels_file: Path | None = None
     rules: tuple | None = None                  # the classifier's rows when they come from the run (SpikeInterface)
     thresholds: dict | None = None              # SpikeInterface's thresholds dict, as the run saved it
+    tauR_columns: tuple[str, ...] | None = None  # the column names of the run's per-tauR table, if it has one
 
     def saved_labels_for(self, cluster_ids) -> list[str | None]:
         saved = self.saved_labels or {}

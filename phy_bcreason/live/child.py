@@ -44,8 +44,8 @@ def serve(ks_dir: str, bombcell_dir: str, results_on_stdin: bool = False, nice: 
     """The child's loop: {cluster id: spike ids} in, (True, (table, info)) or (False, message) out; or
     ("labels", metrics table) in, (True, Bombcell's labels) out; or ("evidence", cluster id, spike ids,
     comparisons, title, width, draw) in, (True, (what is drawn, PNG), or None when not drawn) out. With
-    ``results_on_stdin`` the first message is the run's (params, metrics), instead of reading them from
-    ``bombcell_dir``. The process ends as soon as its stdin ends: Phy closed it or is gone
+    ``results_on_stdin`` the first message is the run's (params, metrics, its per-tauR table's column names),
+    instead of reading them from ``bombcell_dir``. The process ends as soon as its stdin ends: Phy closed it or is gone
     (`io.children.read_requests_until_parent_ends`)."""
     out = os.fdopen(os.dup(1), "wb")  # the answers; fd 1 itself goes to the null device
     next_request = read_requests_until_parent_ends(sys.stdin.buffer)
@@ -55,13 +55,13 @@ def serve(ks_dir: str, bombcell_dir: str, results_on_stdin: bool = False, nice: 
     measured: dict = {}  # cluster id -> its evidence, for pictures drawn again (what-if edits, a wider dock)
     try:
         if results_on_stdin:
-            params, columns = next_request()
+            params, columns, tauR_columns = next_request()
             metrics = pd.DataFrame(columns)
         else:
             results = load_results(bombcell_dir, ks_dir=ks_dir)
-            params, metrics = results.params, results.metrics
+            params, metrics, tauR_columns = results.params, results.metrics, results.tauR_columns
         import_bombcell_functions()
-        recording = Recording.load(ks_dir, params, metrics)
+        recording = Recording.load(ks_dir, params, metrics, tauR_columns)
         del metrics
         share_rpv_counts()  # imports Bombcell: seconds, before the first merge rather than during it
     except Exception as exc:

@@ -231,6 +231,7 @@ def cluster_metrics(recording: Recording, spike_ids: np.ndarray, evidence: dict 
     if recording.raw is not None:
         out["rawAmplitude"], out["signalToNoiseRatio"] = raw_metrics(recording, spike_ids, max_channel,
                                                                      evidence if collect else None)
+    out.update({name: np.nan for name in recording.not_live if name in out})  # never a value on a guess
     metrics = {name: float(value) for name, value in out.items()}
     evidence["metrics"] = metrics
     return metrics
@@ -261,7 +262,7 @@ def with_live_rows(results: BombcellResults, ks_dir: str | Path) -> BombcellResu
     missing = np.setdiff1d(np.unique(spike_clusters), results.cluster_ids)
     if not len(missing):
         return results
-    recording = Recording.load(ks_dir, results.params, results.metrics)
+    recording = Recording.load(ks_dir, results.params, results.metrics, results.tauR_columns)
     order = np.argsort(spike_clusters, kind="stable")
     starts = np.searchsorted(spike_clusters[order], missing)
     ends = np.searchsorted(spike_clusters[order], missing, side="right")

@@ -246,7 +246,7 @@ def write_figure(results, explanation, ks_dir, cluster_id: int, path, width_px: 
         raise EvidenceError(f"cluster {cluster_id}: no spikes in {ks_dir}'s spike_clusters.npy")
     with bombcell_output_to_log():
         import_bombcell_functions()
-        recording = Recording.load(ks_dir, results.params, results.metrics)
+        recording = Recording.load(ks_dir, results.params, results.metrics, results.tauR_columns)
         evidence = measure(recording, spike_ids)
     comparisons = explanation.comparisons(cluster_id)
     built = panels(evidence)

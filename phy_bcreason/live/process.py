@@ -59,7 +59,7 @@ class MetricsProcess:
         self.ready = False
         self._lock = threading.Lock()  # one request at a time: live metrics and pictures come from two threads
         if results is not None:
-            self._send((results.params, _columns(results.metrics)))
+            self._send((results.params, _columns(results.metrics), results.tauR_columns))
 
     def wait_ready(self) -> None:
         """Block until the child has opened the recording and imported Bombcell (seconds, once)."""

@@ -23,6 +23,10 @@ from ..io.kilosort import find_raw_file, find_spike_file
 DISTANCE_METRICS = ("isolationDistance", "Lratio", "silhouetteScore")
 RAW_METRICS = ("rawAmplitude", "signalToNoiseRatio")
 DRIFT_METRICS = ("maxDriftEstimate", "cumDriftEstimate")
+RPV_METRICS = ("fractionRPVs_estimatedTauR", "estimatedTauR", "RPV_window_index")
+# measured on the time chunks kept, which the refractory test helps choose when computeTimeChunks is on
+KEPT_TIME_METRICS = ("useTheseTimesStart", "useTheseTimesStop", "percentageSpikesMissing_gaussian",
+                     "percentageSpikesMissing_symmetric", "presenceRatio", "nSpikes", *DRIFT_METRICS)
 
 
 class LiveMetricsError(UserError):
@@ -119,15 +123,17 @@ class LiveInfo:
     not_live: dict[str, str]
     notes: list[str]
     rebuilt_values: dict[str, np.ndarray]
+    rpv_grid: str = ""  # the refractory periods Bombcell's legacy test swept, and where they were told from
 
     def caveats(self) -> list[str]:
         """What the dock and the CLI say of every live row: metrics not recomputed (grouped by why), rebuilt
-        parameters."""
+        parameters, the legacy refractory test's grid."""
         reasons: dict[str, list[str]] = {}
         for metric, why in self.not_live.items():
             reasons.setdefault(why, []).append(metric)
         return ([f"not recomputed: {', '.join(metrics)} ({why})" for why, metrics in reasons.items()]
-                + [f"rebuilt parameter {name}: {how}" for name, how in self.rebuilt.items()])
+                + [f"rebuilt parameter {name}: {how}" for name, how in self.rebuilt.items()]
+                + ([f"refractory periods tested: {self.rpv_grid}"] if self.rpv_grid else []))
 
 
 @dataclass
@@ -149,15 +155,19 @@ class Recording:
     rebuilt: dict[str, str] = field(default_factory=dict)   # parameter -> how it was rebuilt
     not_live: dict[str, str] = field(default_factory=dict)  # metric -> why it is not recomputed live
     notes: list[str] = field(default_factory=list)
+    rpv_grid: str = ""
 
     @classmethod
-    def load(cls, ks_dir: str | Path, run_params: dict, run_metrics: pd.DataFrame | None = None) -> Recording:
+    def load(cls, ks_dir: str | Path, run_params: dict, run_metrics: pd.DataFrame | None = None,
+             tauR_columns=None) -> Recording:
         """``run_params`` as read from Bombcell's parameter file, ``run_metrics`` its metrics table (a metric
-        the run did not compute is not listed as missing live; tauR_values may be told from it)."""
+        the run did not compute is not listed as missing live; tauR_values may be told from it),
+        ``tauR_columns`` the column names of its per-tauR table (the legacy refractory test's grid)."""
         ks_dir = Path(ks_dir)
         params = dict(run_params)
         params.update(plotDetails=False, plotGlobal=False, verbose=False)
         rebuilt = rebuild_arrays(params, run_metrics)
+        rpv_grid, withheld = refractory_grid(params, rebuilt, run_metrics, tauR_columns)
         corrected = ks_dir / "spike_times_corrected.npy"
         spike_samples = WindowedArray(corrected if corrected.is_file() else ks_dir / "spike_times.npy", flat=True)
         try:
@@ -181,7 +191,9 @@ class Recording:
             channel_positions=_load(ks_dir / "channel_positions.npy", mmap=False).squeeze(),
             time_chunks=time_chunks,
             rebuilt=rebuilt,
+            rpv_grid=rpv_grid,
         )
+        recording.not_live.update(withheld)
         columns = set(run_metrics.columns) if run_metrics is not None else set()
 
         def ran(metrics) -> bool:
@@ -207,7 +219,7 @@ class Recording:
 
     def info(self) -> LiveInfo:
         return LiveInfo(self.rebuilt, self.not_live, self.notes,
-                        {name: self.params[name] for name in self.rebuilt})
+                        {name: self.params[name] for name in self.rebuilt}, self.rpv_grid)
 
     def template_of(self, spike_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
         """The cluster's template as Bombcell builds it for a curated folder (float64, unwhitened) and its PC
@@ -232,11 +244,12 @@ def rebuild_arrays(params: dict, run_metrics: pd.DataFrame | None) -> dict[str, 
 
     Bombcell's default for each (its `get_default_parameters`), except tauR_values for the 'hill' and 'llobet'
     RPV methods, which Bombcell documents as one value: when every unit of the run has the same estimatedTauR,
-    that value is the one the run tested.
+    that value is the one the run tested. A run without rpv_method (Bombcell's legacy refractory test) never
+    reads tauR_values: its grid is `legacy_grid`'s, and tauR_values is not put back.
     """
     rebuilt = {}
     for name, value in bombcell_default_arrays().items():
-        if isinstance(params.get(name), np.ndarray):
+        if isinstance(params.get(name), np.ndarray) or (name == "tauR_values" and "rpv_method" not in params):
             continue
         how = "Bombcell's default"
         if name == "tauR_values" and params.get("rpv_method") in ("hill", "llobet") and run_metrics is not None \
@@ -246,10 +259,139 @@ def rebuild_arrays(params: dict, run_metrics: pd.DataFrame | None) -> dict[str, 
                 value = np.array([float(estimated[0])])
                 how = "the one estimatedTauR of every unit of the run"
         params[name] = value
-        span = f"{value[0] * 1000:g} ms" if value.size == 1 else \
-            f"{value.min() * 1000:g}-{value.max() * 1000:g} ms, {value.size} values"
-        rebuilt[name] = f"{span}: {how} (Bombcell's parameter file does not store arrays)"
+        rebuilt[name] = f"{span(value)}: {how} (Bombcell's parameter file does not store arrays)"
     return rebuilt
+
+
+def refractory_grid(params: dict, rebuilt: dict[str, str], run_metrics: pd.DataFrame | None,
+                    tauR_columns) -> tuple[str, dict[str, str]]:
+    """(what the dock says of the refractory periods tested, {metric: why withheld}). Without rpv_method:
+    `legacy_grid`'s, or, when the run's files do not tell it, the refractory metrics withheld (and, with
+    computeTimeChunks, those of the chunks they help keep). With rpv_method and tauR_values rebuilt: withheld
+    the same when the run's estimatedTauR are not all on the rebuilt grid (the run swept another one)."""
+    why = "the refractory periods the run tested are unknown: {}; not recomputed on a grid the run may not have used"
+    if "rpv_method" not in params:
+        grid, source = legacy_grid(params, run_metrics, tauR_columns)
+        if grid is not None:
+            return f"{span(grid)}: {source} (Bombcell's legacy refractory test: the parameter file has no " \
+                   "rpv_method)", {}
+        # Bombcell's legacy defaults, only so that its functions run: what they give on them is withheld
+        params.update(tauR_valuesMin=0.002, tauR_valuesMax=0.002, tauR_valuesStep=0.0005)
+        withheld = RPV_METRICS
+    elif "tauR_values" in rebuilt and run_metrics is not None and "estimatedTauR" in run_metrics.columns:
+        grid = np.atleast_1d(np.asarray(params["tauR_values"], dtype=float))
+        estimated = pd.to_numeric(run_metrics["estimatedTauR"], errors="coerce").to_numpy(dtype=float)
+        estimated = estimated[np.isfinite(estimated)]
+        off = estimated[~np.isclose(estimated[:, None], grid[None], rtol=1e-9, atol=0).any(axis=1)]
+        if not off.size:
+            return "", {}
+        values = np.unique(off) * 1000
+        shown = ", ".join(f"{value:g}" for value in values[:3]) + (", ..." if values.size > 3 else "")
+        source = (f"its parameter file does not store tauR_values, and {off.size} of its units' estimatedTauR "
+                  f"({shown} ms) are not on {rebuilt.pop('tauR_values').split(': ')[0]}, Bombcell's default")
+        withheld = (*RPV_METRICS, "RPV_status")
+    else:
+        return "", {}
+    reason = why.format(source)
+    out = dict.fromkeys(withheld, reason)
+    if params.get("computeTimeChunks"):
+        out.update(dict.fromkeys(KEPT_TIME_METRICS, f"{reason}, which chooses the time chunks kept"))
+    return "", out
+
+
+def span(grid: np.ndarray) -> str:
+    """A tauR grid (s) in words, in ms."""
+    grid = np.atleast_1d(np.asarray(grid, dtype=float)) * 1000
+    if grid.size == 1:
+        return f"{grid[0]:g} ms"
+    steps = np.diff(grid)
+    step = f" in {steps[0]:.6g} ms steps" if np.allclose(steps, steps[0], rtol=1e-6) else ""
+    return f"{grid[0]:.6g}-{grid[-1]:.6g} ms{step}, {grid.size} values"
+
+
+LEGACY_TAUR = ("tauR_valuesMin", "tauR_valuesMax", "tauR_valuesStep")
+
+
+def _legacy_arange(low: float, high: float, step: float) -> np.ndarray:
+    # fraction_RP_violations' legacy grid, the same expression in every Python Bombcell since the names
+    # tauR_valuesMin/Max/Step (May 2025; the camelCase thresholds came with them)
+    return np.arange(low, high + step, step)
+
+
+def _legacy_scalars(params: dict) -> tuple[float, float, float] | None:
+    try:
+        low, high, step = (float(params[name]) for name in LEGACY_TAUR)
+    except (KeyError, TypeError, ValueError):
+        return None
+    return (low, high, step) if np.isfinite([low, high, step]).all() and step > 0 and 0 < low <= high else None
+
+
+def _column_grid(columns) -> np.ndarray | None:
+    """The per-tauR table's columns as a grid: in Bombcell's legacy mode each column is named by its tauR (s);
+    with rpv_method there is one column, named fractionRPVs_estimatedTauR or by the unused legacy grid."""
+    try:
+        grid = np.array([float(name) for name in columns or ()])
+    except (TypeError, ValueError):
+        return None
+    return grid if grid.size and np.isfinite(grid).all() and (grid > 0).all() and (np.diff(grid) > 0).all() \
+        else None
+
+
+def _scalars_for(grid: np.ndarray) -> tuple[float, float, float] | None:
+    """tauR_valuesMin/Max/Step whose legacy grid is ``grid``, if any: the values as typed (a few digits) are
+    tried first, since np.arange's last value carries its rounding (0.005000000000000001 for 0.005)."""
+    def typed(value: float) -> list[float]:
+        return list(dict.fromkeys([float(f"{value:.{digits}g}") for digits in (6, 10, 15)] + [float(value)]))
+
+    steps = [grid[-1] - grid[0]] if grid.size == 1 else [(grid[-1] - grid[0]) / (grid.size - 1)]
+    steps = [step for step in steps if step > 0] or [float(grid[0]) / 4]
+    for low in typed(grid[0]):
+        for high in typed(grid[-1]):
+            for step in typed(steps[0]):
+                swept = _legacy_arange(low, high, step)
+                if swept.shape == grid.shape and np.allclose(swept, grid, rtol=1e-9, atol=0):
+                    return low, high, step
+    return None
+
+
+def legacy_grid(params: dict, run_metrics: pd.DataFrame | None, tauR_columns) -> tuple[np.ndarray | None, str]:
+    """For a run without rpv_method (Python Bombcell before 0.84, which had none): the refractory periods its
+    legacy test swept, `_legacy_arange` of its tauR_valuesMin/Max/Step (scalars: its parameter file keeps
+    them), else of what its per-tauR table's columns give; checked against the columns and the run's
+    RPV_window_index and estimatedTauR. Sets the three in ``params`` when they came from the columns. The grid
+    and where it was told from, or None and why the run's files do not tell it."""
+    scalars = _legacy_scalars(params)
+    from_params = _legacy_arange(*scalars) if scalars else None
+    columns = _column_grid(tauR_columns)
+    if from_params is not None:
+        if columns is not None and not (from_params.shape == columns.shape
+                                        and np.allclose(from_params, columns, rtol=1e-9, atol=0)):
+            return None, (f"its tauR_valuesMin/Max/Step give {span(from_params)}, the columns of its per-tauR table "
+                          f"{span(columns)}")
+        grid, source = from_params, "the run's tauR_valuesMin/Max/Step" + \
+            (", the same as the columns of its per-tauR table" if columns is not None else "")
+    elif columns is not None:
+        scalars = _scalars_for(columns)
+        if scalars is None:
+            return None, (f"its parameter file has no usable tauR_valuesMin/Max/Step, and the columns of its "
+                          f"per-tauR table ({span(columns)}) are no grid Bombcell's legacy test sweeps")
+        params.update(zip(LEGACY_TAUR, scalars))
+        grid, source = columns, ("the columns of the run's per-tauR table (its parameter file has no usable "
+                                 "tauR_valuesMin/Max/Step)")
+    else:
+        return None, ("its parameter file has no usable tauR_valuesMin/Max/Step and it has no per-tauR table with "
+                      "a column per tauR")
+    if run_metrics is not None and "RPV_window_index" in run_metrics.columns:
+        index = pd.to_numeric(run_metrics["RPV_window_index"], errors="coerce").to_numpy(dtype=float)
+        if np.nanmax(index, initial=-1) >= grid.size:
+            return None, (f"its units' RPV_window_index reaches {np.nanmax(index):g}, beyond the {grid.size} values "
+                          f"of {span(grid)} ({source})")
+        if "estimatedTauR" in run_metrics.columns:
+            estimated = pd.to_numeric(run_metrics["estimatedTauR"], errors="coerce").to_numpy(dtype=float)
+            known = np.isfinite(index) & np.isfinite(estimated) & (index >= 0)
+            if not np.allclose(grid[index[known].astype(int)], estimated[known], rtol=1e-9, atol=0):
+                return None, f"its units' estimatedTauR are not the values of {span(grid)} ({source})"
+    return grid, source
 
 
 def open_raw(ks_dir: Path, params: dict, notes: list[str] | None = None) -> tuple[np.ndarray | None, str]:

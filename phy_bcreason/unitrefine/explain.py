@@ -18,15 +18,14 @@ skops, shap and SpikeInterface: the GUI runs this in a child process, never in P
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from ..core.errors import first_line, listed
-from ..io.kilosort import spike_counts
-from ..io.results import BombcellResultsError, check_same_sorting
-from .opinion import Contribution, ModelOpinion, SavedPredictions, UnitOpinion, UnitRefineError, map_to_clusters
+from .found import UnitRefineError, check_counts, map_to_clusters
 
 MODEL_INFO, MODEL_FILE, TRAINING_DATA = "model_info.json", "best_model.skops", "training_data.csv"
 # tree ensembles shap's TreeExplainer explains exactly -> what their raw output is
@@ -108,22 +107,25 @@ def _analyzer(analyzer_dir: Path):
                               ) from None
 
 
-def check_counts(analyzer, analyzer_dir: Path, ks_dir: Path, cluster_ids: np.ndarray, notes: list[str]) -> None:
-    """The analyzer's spike counts against the Phy folder's (clusters merged or split since are not compared)."""
-    spikes = spike_counts(ks_dir, notes)
-    if spikes is None:
-        return
-    counts = analyzer.sorting.count_num_spikes_per_unit(outputs="array")
-    try:
-        check_same_sorting(analyzer_dir, pd.DataFrame({"num_spikes": counts}), cluster_ids, *spikes, notes,
-                           count="num_spikes")
-    except BombcellResultsError as exc:
-        raise UnitRefineError(str(exc).replace("these results do not match",
-                                               "this analyzer is of another sorting than")) from None
+@dataclass
+class ModelResult:
+    """What the model said, as plain data (opinion.py makes it a ModelOpinion): ``units`` holds, per unit,
+    (cluster id, label, confidence, None or ([(metric, value, contribution), ...], base value, output))."""
+
+    model_name: str
+    model_folder: Path
+    source: Path
+    classes: list[str]
+    method: str | None
+    method_note: str
+    units: list[tuple]
+    notes: list[str]
 
 
-def model_opinion(ks_dir: Path, model_dir: Path, analyzer_dir: Path | None, saved: SavedPredictions | None, *,
-                  contributions: bool) -> ModelOpinion:
+def model_opinion(ks_dir: Path, model_dir: Path, analyzer_dir: Path | None, saved, *, contributions: bool
+                  ) -> ModelResult:
+    """The model's label and confidence for every unit of the analyzer (or of ``saved``, the saved predictions of
+    this model: their labels), with contributions when asked."""
     from spikeinterface.curation import model_based_label_units
     from spikeinterface.curation.model_based_curation import _handle_backwards_compatibility_in_metrics
 
@@ -142,7 +144,8 @@ def model_opinion(ks_dir: Path, model_dir: Path, analyzer_dir: Path | None, save
     notes: list[str] = []
     unit_ids = pd.Index(analyzer.unit_ids)
     cluster_ids = map_to_clusters(unit_ids, ks_dir, analyzer_dir, notes)
-    check_counts(analyzer, analyzer_dir, ks_dir, cluster_ids, notes)
+    check_counts(analyzer_dir, analyzer.sorting.count_num_spikes_per_unit(outputs="array"), cluster_ids, ks_dir,
+                 notes)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -174,21 +177,18 @@ def model_opinion(ks_dir: Path, model_dir: Path, analyzer_dir: Path | None, save
     if unseen and contributions:
         notes.append(f"{listed(unseen, 5)}: not seen by the model (no value in its training data), so no "
                      "contribution")
-    columns = [required.index(m) for m in seen]
-    units = {}
+    values = metrics[seen].to_numpy(dtype=float)
+    units = []
     for i, (cluster_id, label, confidence) in enumerate(zip(cluster_ids, labels, confidences)):
-        unit = UnitOpinion(int(cluster_id), label, float(confidence))
+        parts = None
         if explained is not None and explained[i] is not None:
-            values, base, output = explained[i]
-            row = metrics[required].iloc[i].to_numpy(dtype=float)
-            order = sorted(range(len(seen)), key=lambda j: -abs(values[j]))
-            unit.contributions = tuple(Contribution(seen[j], float(row[columns[j]]), float(values[j]))
-                                       for j in order)
-            unit.base_value, unit.output = float(base), float(output)
-        units[int(cluster_id)] = unit
+            contributions_of, base, output = explained[i]
+            parts = ([(seen[j], float(values[i, j]), float(contributions_of[j])) for j in range(len(seen))],
+                     float(base), float(output))
+        units.append((int(cluster_id), str(label), float(confidence), parts))
     if not contributions and method is not None:
         method_note += " (not computed)"
-    return ModelOpinion(model_dir.name, model_dir, source, classes_of(model_info), method, method_note, units, notes)
+    return ModelResult(model_dir.name, model_dir, source, classes_of(model_info), method, method_note, units, notes)
 
 
 def model_method(pipeline) -> tuple[str | None, str]:

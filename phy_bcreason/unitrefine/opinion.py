@@ -15,7 +15,6 @@ model folder does, in ``explain.py``. Every refusal is one `UnitRefineError` lin
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,21 +22,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..core.errors import UserError, first_line, listed
+from ..core.errors import listed
 from ..core.rules import SPIKEINTERFACE_LABELS
-from ..io.results import BombcellResultsError
-from ..io.spikeinterface import cluster_ids_of_units
+from .found import (
+    UnitRefineError,
+    analyzer_for,
+    check_same_units,
+    check_saved_counts,
+    find_analyzers,
+    find_predictions,
+    map_to_clusters,
+    pick_predictions,
+    read_predictions,
+)
 
-PREDICTIONS_DIR = "unitrefine_predictions"  # UnitRefine's default output folder
-PREDICTIONS_PATTERN = "*__labels_from_*.csv"
-SI_PREDICTIONS_FILE = "cluster_prediction.tsv"  # model_based_label_units(export_to_phy=True), by SI unit id
-ANALYZER_INFO = "spikeinterface_info.json"
-LABEL_SUFFIX, CONFIDENCE_SUFFIX = "_model_label", "_confidence"
-CASCADE = "cascade"
-
-
-class UnitRefineError(UserError):
-    """UnitRefine's predictions or model that cannot be used for this Phy folder; one line naming the file."""
+__all__ = ["Contribution", "UnitOpinion", "ModelOpinion", "UnitRefineError", "find_opinion", "model_agrees",
+           "model_kind", "contribution_text"]
 
 
 @dataclass(frozen=True)
@@ -186,177 +186,6 @@ def model_agrees(model_label: str | None, bombcell_label: str | None, *, classes
     return not bc_good if model in MUA_NAMES else None
 
 
-# -- where things are -------------------------------------------------------------------------------------------
-
-def search_places(ks_dir: Path) -> list[Path]:
-    """Where saved predictions are looked for, in order: the Phy folder, its parent, unitrefine_predictions/ in
-    either."""
-    places = [ks_dir, ks_dir / PREDICTIONS_DIR, ks_dir.parent, ks_dir.parent / PREDICTIONS_DIR]
-    return [p for i, p in enumerate(places) if p not in places[:i]]
-
-
-def is_analyzer_folder(folder: Path) -> bool:
-    """A binary-folder SortingAnalyzer, as UnitRefine's find_analyzers tells one: its spikeinterface_info.json says
-    "object": "SortingAnalyzer"."""
-    try:
-        info = json.loads((folder / ANALYZER_INFO).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(info, dict) and info.get("object") == "SortingAnalyzer"
-
-
-def find_analyzers(ks_dir: Path) -> list[Path]:
-    """SortingAnalyzer folders near the Phy folder: the folder itself, its subfolders, its parent and the parent's
-    subfolders (shallow; hidden folders skipped)."""
-    found: list[Path] = []
-    for place in (ks_dir, ks_dir.parent):
-        try:
-            subfolders = sorted(p for p in place.iterdir() if p.is_dir() and not p.name.startswith("."))
-        except OSError:
-            continue
-        for folder in [place, *subfolders]:
-            if folder not in found and is_analyzer_folder(folder):
-                found.append(folder)
-    return found
-
-
-def analyzer_unit_ids(analyzer_dir: Path) -> list[str] | None:
-    """The analyzer's unit ids (as text) from its sorting's numpysorting_info.json, without SpikeInterface; None
-    for another kind of sorting."""
-    try:
-        info = json.loads((analyzer_dir / "sorting" / "numpysorting_info.json").read_text(encoding="utf-8"))
-        return [str(u) for u in info["unit_ids"]]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def find_predictions(ks_dir: Path) -> list[Path]:
-    files = []
-    for place in search_places(ks_dir):
-        if place.is_dir():
-            files += sorted(place.glob(PREDICTIONS_PATTERN))
-    if (ks_dir / SI_PREDICTIONS_FILE).is_file():
-        files.append(ks_dir / SI_PREDICTIONS_FILE)
-    return files
-
-
-def _key(path: Path) -> tuple[str, str]:
-    """(analyzer name, models key) of ``{analyzer}__labels_from_{key}.csv``."""
-    if "__labels_from_" not in path.name:
-        return "", path.stem
-    prefix, key = path.name[: -len(path.suffix)].split("__labels_from_", 1)
-    return prefix, key
-
-
-@dataclass
-class SavedPredictions:
-    path: Path
-    model_name: str
-    unit_ids: pd.Index
-    labels: list[str]
-    confidences: np.ndarray
-    classes: list[str]
-
-
-def read_predictions(path: Path, model_name: str | None = None) -> SavedPredictions:
-    """One model's labels and confidences from a predictions file: ``model_name``'s columns, else the cascade's,
-    else the file's only model's."""
-    try:
-        if path.name == SI_PREDICTIONS_FILE:
-            table = pd.read_csv(path, sep="\t", index_col=0)
-            table = table.rename(columns={"prediction": f"model{LABEL_SUFFIX}",
-                                          "probability": f"model{CONFIDENCE_SUFFIX}"})
-        else:
-            table = pd.read_csv(path, index_col=0)
-    except Exception as exc:
-        raise UnitRefineError(f"{path}: cannot read as CSV ({first_line(exc)})") from None
-    models = [c[: -len(LABEL_SUFFIX)] for c in table.columns if str(c).endswith(LABEL_SUFFIX)]
-    if model_name is None:
-        model_name = CASCADE if CASCADE in models else (models[0] if len(models) == 1 else None)
-        if model_name is None:
-            raise UnitRefineError(f"{path}: expected one {{model}}{LABEL_SUFFIX} column, found "
-                                  f"{listed(models, 5) or 'none'}")
-    label_column, confidence_column = model_name + LABEL_SUFFIX, model_name + CONFIDENCE_SUFFIX
-    if label_column not in table.columns or confidence_column not in table.columns:
-        raise UnitRefineError(f"{path}: no {label_column} and {confidence_column} columns")
-    if len(table) == 0 or table.index.has_duplicates:
-        raise UnitRefineError(f"{path}: {'no rows' if len(table) == 0 else 'duplicate unit ids'}")
-    rows = table[label_column].notna()  # a cascade's second layer has no label for the units it was not asked
-    table = table[rows]
-    labels = table[label_column].astype(str).str.strip().tolist()
-    confidences = pd.to_numeric(table[confidence_column], errors="coerce").to_numpy(dtype=float)
-    classes = sorted(set(labels)) if model_name != CASCADE else ["good", "MUA", "noise"]
-    name = _key(path)[1] if model_name in (CASCADE, "model") else model_name
-    return SavedPredictions(path, name, table.index, labels, confidences, classes)
-
-
-def _pick(files: list[Path], model_dir: Path | None, analyzers: list[Path]) -> tuple[Path | None, str | None]:
-    """The predictions file to use and the model whose columns to read: the named model's, else (with an analyzer
-    found) one made from that analyzer, else the newest."""
-    if model_dir is not None:
-        wanted = model_dir.name + LABEL_SUFFIX
-        for path in files:
-            try:
-                columns = pd.read_csv(path, nrows=0, sep="\t" if path.suffix == ".tsv" else ",").columns
-            except Exception:
-                continue
-            if wanted in columns:
-                return path, model_dir.name
-        return None, None
-    if not files:
-        return None, None
-    names = {a.name for a in analyzers}
-    mine = [f for f in files if _key(f)[0] in names or any(_key(f)[0].endswith("_" + n) for n in names)]
-    candidates = mine or files
-    return max(candidates, key=lambda f: (f.stat().st_mtime, f.name)), None
-
-
-def map_to_clusters(unit_ids: pd.Index, ks_dir: Path, path: Path, notes: list[str]) -> np.ndarray:
-    """Phy cluster ids of SpikeInterface unit ids (io/spikeinterface.py), refusing another sorting's."""
-    try:
-        cluster_ids = cluster_ids_of_units(unit_ids, ks_dir, path, notes)
-    except BombcellResultsError as exc:
-        raise UnitRefineError(str(exc)) from None
-    templates = ks_dir / "templates.npy"
-    if templates.is_file():
-        try:
-            n_templates = np.load(templates, mmap_mode="r", allow_pickle=False).shape[0]
-        except Exception:
-            n_templates = None
-        beyond = cluster_ids[cluster_ids >= n_templates] if n_templates is not None else []
-        if len(beyond):
-            raise UnitRefineError(f"{path}: unit ids {listed(beyond.tolist(), 5)} are not clusters of this Phy folder "
-                                  f"({templates.name} has {n_templates}): these predictions are of another sorting")
-    return cluster_ids
-
-
-def check_same_units(path: Path, unit_ids, analyzer_dir: Path | None) -> None:
-    """Predictions made on the analyzer found: the same unit ids."""
-    ids = analyzer_unit_ids(analyzer_dir) if analyzer_dir is not None else None
-    if ids is None:
-        return
-    theirs = {str(u) for u in unit_ids}
-    if not theirs <= set(ids):
-        extra = sorted(theirs - set(ids))
-        raise UnitRefineError(f"{path}: unit ids {listed(extra, 5)} are not units of the analyzer {analyzer_dir}: "
-                              "these predictions are of another sorting")
-
-
-def _analyzer_for(ks_dir: Path, analyzer_dir, analyzers: list[Path], saved_path: Path | None) -> Path | None:
-    if analyzer_dir is not None:
-        folder = Path(analyzer_dir)
-        if not is_analyzer_folder(folder):
-            raise UnitRefineError(f"{folder / ANALYZER_INFO}: not a SortingAnalyzer folder (no such file, or its "
-                                  '"object" is not "SortingAnalyzer")')
-        return folder
-    if saved_path is not None:
-        prefix = _key(saved_path)[0]
-        for folder in analyzers:
-            if prefix == folder.name or prefix.endswith("_" + folder.name):
-                return folder
-    return analyzers[0] if analyzers else None
-
-
 def find_opinion(ks_dir, model_dir=None, *, contributions: bool = False, analyzer_dir=None) -> ModelOpinion | None:
     """UnitRefine's opinion of every cluster of the Phy folder ``ks_dir``, or None when no predictions are found and
     no model is named.
@@ -372,19 +201,35 @@ def find_opinion(ks_dir, model_dir=None, *, contributions: bool = False, analyze
         raise UnitRefineError(f"{ks_dir}: not a folder")
     model_dir = Path(model_dir) if model_dir is not None else None
     analyzers = find_analyzers(ks_dir)
-    path, model_name = _pick(find_predictions(ks_dir), model_dir, analyzers)
-    analyzer = _analyzer_for(ks_dir, analyzer_dir, analyzers, path)
+    path, model_name = pick_predictions(find_predictions(ks_dir), model_dir, analyzers)
+    analyzer = analyzer_for(ks_dir, analyzer_dir, analyzers, path)
     saved, notes = None, []
     if path is not None:
         saved = read_predictions(path, model_name)
         check_same_units(path, saved.unit_ids, analyzer)
+    if model_dir is not None and analyzer is None and saved is not None:
+        from .explain import model_file  # the folder is checked; without metrics, no contributions
+
+        model_file(model_dir)
+        notes.append(f"no SortingAnalyzer found near {ks_dir} (--analyzer DIR): the saved predictions without "
+                     "contributions")
+        model_dir = None
     if model_dir is not None:
         from .explain import model_opinion  # scikit-learn, skops, SpikeInterface: only for a named model
 
-        return model_opinion(ks_dir, model_dir, analyzer, saved, contributions=contributions)
+        result = model_opinion(ks_dir, model_dir, analyzer, saved, contributions=contributions)
+        units = {}
+        for cluster_id, label, confidence, parts in result.units:
+            unit = units[cluster_id] = UnitOpinion(cluster_id, label, confidence)
+            if parts is not None:
+                listed_parts, unit.base_value, unit.output = parts
+                unit.contributions = tuple(Contribution(*c) for c in sorted(listed_parts, key=lambda c: -abs(c[2])))
+        return ModelOpinion(result.model_name, result.model_folder, result.source, result.classes, result.method,
+                            result.method_note, units, result.notes)
     if saved is None:
         return None
     cluster_ids = map_to_clusters(saved.unit_ids, ks_dir, path, notes)
+    check_saved_counts(analyzer, ks_dir, notes)
     if contributions:
         notes.append("contributions need the model: name its folder (--model DIR)")
     units = {int(c): UnitOpinion(int(c), label, float(p)) for c, label, p in
