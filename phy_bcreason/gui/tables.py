@@ -97,8 +97,14 @@ class TableSizing(QObject):
         header = table.table_view.horizontalHeader()
         # before Phy fills the table: a model reset with sections resizing to their contents measures every cell
         header.setSectionResizeMode(QHeaderView.Interactive)
+        # and each time it is filled again: Phy after 2.1.0 sets them back to resizing to their contents whenever
+        # it builds the table (Table._init_table), just before filling it
+        table.table_view.model().modelAboutToBeReset.connect(guarded(self._interactive, what="the column sizing"))
         header.sectionResized.connect(guarded(self._resized, what="a column's width"))
         table.table_view.viewport().installEventFilter(self)
+
+    def _interactive(self) -> None:
+        self.table.table_view.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
 
     def _resized(self, index: int, old: int, new: int) -> None:
         """The user dragged a column of ours: its width is theirs (kept, saved in Phy's GUI state)."""
@@ -154,6 +160,10 @@ class TableSizing(QObject):
         # section or the layout changes: sizes are set here instead, at the moments Phy refits its tables.
         if header.sectionResizeMode(0) != QHeaderView.Interactive:
             header.setSectionResizeMode(QHeaderView.Interactive)
+        # What Phy's refit does for its own columns: Phy 2.1.0 fits them at every refit, Phy after it only in the
+        # first one with rows after it built the table (Table._column_widths_fitted), then keeps their widths.
+        keeps_widths = hasattr(table, "_column_widths_fitted")
+        fit_phy_columns = not (keeps_widths and table._column_widths_fitted)
         self._setting = True
         try:
             for index, name in enumerate(table.columns):
@@ -163,10 +173,12 @@ class TableSizing(QObject):
                     width = max(self.widths.get(name, 0), header.sectionSizeHint(index))
                     if view.columnWidth(index) < width:
                         view.setColumnWidth(index, width)
-                else:
-                    view.resizeColumnToContents(index)  # what Phy's refit does for its own columns
+                elif fit_phy_columns:
+                    view.resizeColumnToContents(index)
         finally:
             self._setting = False
+        if keeps_widths and rows:
+            table._column_widths_fitted = True
         if rows and self.row_height is None:
             vertical = view.verticalHeader()
             self.row_height = max(view.sizeHintForRow(0), 1)
