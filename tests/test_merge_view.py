@@ -71,15 +71,17 @@ def test_merge_view_shows_the_bc_columns_of_a_merge_proposition(ks_dataset_copy,
     # accept the proposition (G); the merged cluster, staged in the Merge View, gets its live label there
     hold = threading.Event()  # the worker busy: the merged cluster is still being computed
     plugin.worker.submit(hold.wait, lambda result: None)
-    supervisor.merge()
-    supervisor.block()
-    merged = int(max(supervisor.clustering.cluster_ids))
-    assert supervisor.selected == [merged]
-    supervisor.toggle_merge_mode()  # V, with the merged cluster selected
-    supervisor.block()
-    assert merge_view.get_ids() == [merged]
-    assert merge_view.get(merged)["bc_label"] == COMPUTING_LABEL
-    hold.set()
+    try:
+        supervisor.merge()
+        supervisor.block()
+        merged = int(max(supervisor.clustering.cluster_ids))
+        assert supervisor.selected == [merged]
+        supervisor.toggle_merge_mode()  # V, with the merged cluster selected
+        supervisor.block()
+        assert merge_view.get_ids() == [merged]
+        assert merge_view.get(merged)["bc_label"] == COMPUTING_LABEL
+    finally:
+        hold.set()
     wait_for_plugin(controller)
     row = merge_view.get(merged)
     assert row["bc_source"] == FROM_LIVE and row["bc_label"] in ("GOOD", "MUA", "NOISE", "NON-SOMA"), row
