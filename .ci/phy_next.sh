@@ -58,6 +58,7 @@ for snapshot in "${snapshots[@]}"; do
   start=$SECONDS
   python -m pip wheel --quiet --no-deps --wheel-dir "$work/$name" "$snapshot"
   "$venv_python" -m pip install --quiet --no-deps --force-reinstall "$work/$name"/phy-*.whl
+  "$venv_python" -m pip check  # the snapshot's requirements are met by what the venv holds (else: fails)
   phy=$("$venv_python" -c "import phy, pathlib; print(phy.__version__, pathlib.Path(phy.__file__).parent)")
   echo "phy_next: $name: Phy $phy ($((SECONDS - start)) s)"
   # tests/conftest.py sets Qt's offscreen platform; -p no:cacheprovider: .pytest_cache stays the main run's
