@@ -17,7 +17,10 @@ from phy_bcreason import explain_folder
 from phy_bcreason.gui.session import COMPUTING_LABEL, FROM_LIVE, FROM_RUN
 from tests.test_plugin_gui import wait_for_plugin
 
-pytestmark = pytest.mark.skipif(not hasattr(phy_supervisor, "MergeView"),
+HAS_MERGE_VIEW = hasattr(phy_supervisor, "MergeView")
+# .ci/phy_next.sh sets this for the snapshot of Phy's merge-view branch: there, a Merge View gone is a failure
+EXPECTED = os.environ.get("PHY_BCREASON_EXPECT_MERGE_VIEW") == "1"
+pytestmark = pytest.mark.skipif(not HAS_MERGE_VIEW and not EXPECTED,
                                 reason=f"Phy {phy.__version__} has no Merge View (Phy's merge-view branch adds it)")
 
 
@@ -32,6 +35,7 @@ def same_row(shown: dict, expected: dict, names) -> bool:
 
 
 def test_merge_view_shows_the_bc_columns_of_a_merge_proposition(ks_dataset_copy, open_phy):
+    assert HAS_MERGE_VIEW, f"Phy {phy.__version__} ({phy.__file__}) has no phy.cluster.supervisor.MergeView"
     ks = ks_dataset_copy
     expected = explain_folder(ks).table()
     mua = int(expected[(expected["label"] == "MUA") & (expected["n_decisive"] > 1)].index[0])
