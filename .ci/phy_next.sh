@@ -9,7 +9,8 @@
 # the same 1.1 GB again, about two minutes here).
 #
 # Usage: bash .ci/phy_next.sh [SNAPSHOT.tar.gz ...]   (default: every phy-*.tar.gz in ../shared/vendor/)
-# Measured here (a shared 2-core machine): 8 min 17 s for both: the venv 145 s, master 126 s, merge-view 201 s.
+# Measured here (a shared 2-core machine): 9 min 24 s for both (the venv 125 s, master 155 s, merge-view 202 s,
+# removing the venv the rest), 13 min 3 s with the machine's load at 4; about 6 min of CPU either way.
 set -euo pipefail
 snapshots=()
 for snapshot in "$@"; do snapshots+=("$(realpath "$snapshot")"); done
