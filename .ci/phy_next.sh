@@ -9,8 +9,8 @@
 # the same 1.1 GB again, about two minutes here).
 #
 # Usage: bash .ci/phy_next.sh [SNAPSHOT.tar.gz ...]   (default: every phy-*.tar.gz in ../shared/vendor/)
-# Measured here (a shared 2-core machine): 9 min 24 s for both (the venv 125 s, master 155 s, merge-view 202 s,
-# removing the venv the rest), 13 min 3 s with the machine's load at 4; about 6 min of CPU either way.
+# Measured here (a shared 2-core machine), four runs: 7 to 13 min for both (the venv 106-224 s, master 142-225 s,
+# merge-view 144-297 s, removing the venv the rest; the longest with the machine's load at 4), 6 min of CPU.
 set -euo pipefail
 snapshots=()
 for snapshot in "$@"; do snapshots+=("$(realpath "$snapshot")"); done
