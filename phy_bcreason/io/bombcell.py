@@ -40,6 +40,7 @@ PER_TAUR_FILE = "templates._bc_fractionRefractoryPeriodViolationsPerTauR.parquet
 MATLAB_LABELS_FILE = "templates._bc_qMetrics_all.csv"
 PHY_LABELS_FILE = "cluster_bc_unitType.tsv"
 LABEL_COLUMN = "bc_unitType"
+SAVED_LABEL_COLUMNS = (LABEL_COLUMN, "cluster_id", "phy_clusterID")  # all the loader reads of those two files
 # Names only one of the two Bombcells writes (qualityParamValues.m vs get_default_parameters).
 MATLAB_MARKS = ("rpvMethod", "rawFile", "ephysMetaFile", "somatic", "saveMatFileForGUI", "spikeWidth",
                 "standardSpikeWidth", "ssMin", "unitType_for_phy", "decompressData", "contaminationValues",
@@ -118,7 +119,7 @@ def read_saved_labels(folder: Path, ks_dir: Path, metrics: pd.DataFrame, cluster
         if not path.is_file():
             continue
         try:
-            table = pd.read_csv(path, sep=separator, keep_default_na=False)
+            table = pd.read_csv(path, sep=separator, keep_default_na=False, usecols=SAVED_LABEL_COLUMNS.__contains__)
         except Exception as exc:
             notes.append(f"{path}: cannot read ({first_line(exc)}); Bombcell's saved labels are not used")
             continue
