@@ -167,13 +167,16 @@ class BombcellReasonPlugin(IPlugin):
         self.refresh(self.existing())
 
     def refresh(self, cluster_ids) -> None:
-        """New values for these clusters: patch both cluster tables, redraw every dock."""
+        """New values for these clusters: patch Phy's cluster tables, redraw every dock."""
         supervisor, live = self.supervisor, self.live
         alive = set(supervisor.clustering.cluster_ids.tolist())
         rows = [{"id": c, **live.column_values(c), AGREES: self._agrees(c), **self.model_row(c),
                  **self.metric_columns.row(c)} for c in cluster_ids if c in alive]
         update_rows(supervisor.cluster_view, rows)
         update_rows(supervisor.similarity_view, rows)
+        merge_view = getattr(supervisor, "merge_view", None)  # Phy after 2.1, once merge mode is entered
+        if merge_view is not None and rows:
+            merge_view.change(rows)  # a few rows, the ones staged: Phy's own update is quick
         for view in self.docks():
             view.refresh()
 

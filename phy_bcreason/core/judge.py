@@ -3,6 +3,7 @@ classifier that labelled the run (where it runs here) and by the labels the run 
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import logging
 from typing import TYPE_CHECKING
@@ -56,9 +57,9 @@ def apply_judgement(explanation: Explanation, judged=None, saved: list[str | Non
             reasons[row] = (f"{judged[row]}: Bombcell's classifier says {judged[row]!r}, phy-bcreason's rule table "
                             f"says {ours[row]!r} (please report)")
             records.append((row, CLASSIFIER_JUDGE))
-    for row, label in enumerate(saved or ()):
-        if label is None or label == labels[row]:
-            continue
+    saved = np.array(saved if saved is not None else [], dtype=object)  # cells are text or None
+    for row in np.flatnonzero((saved != None) & (saved != labels[:len(saved)])):  # noqa: E711 (each cell)
+        label = saved[row]
         if undetermined[row] and (ours[row] == UNDETERMINED or label in str(ours[row]).split(" or ")):
             labels[row] = label
             reasons[row] = f"{label} (saved by Bombcell): {undetermined_phrase(explanation, row)}"
@@ -149,6 +150,7 @@ def version_note(installed: str | None) -> str | None:
     return None
 
 
+@functools.cache  # the Bombcell this process imports: one installed later is not the one it runs
 def installed_bombcell_version() -> str | None:
     try:
         return importlib.metadata.version("bombcell")

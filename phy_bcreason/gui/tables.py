@@ -18,21 +18,21 @@ REASON_CHARS = 70  # the reason column's width at most, in average characters; l
 def update_rows(table, rows: list[dict]) -> None:
     """Patch rows of a Phy table (cluster or similarity view) in place.
 
-    Phy's public `Table.change()` refits the height of every row and the width of every column, seconds on
-    thousands of clusters, for each call. Here the changed cells are patched; the plugin's columns are widened
-    directly if a new value needs it (`TableSizing`: Qt never measures them cell by cell); Qt is told which
-    cells changed only when that can move rows (the table is sorted or filtered by a changed column), so that
-    its sort/filter proxy moves just those; otherwise the table is just repainted. Falls back to `change()` if
-    Phy's table is built otherwise.
+    Phy 2.1.0's public `Table.change()` refits the height of every row and the width of every column, seconds
+    on thousands of clusters, for each call (Phy's master sorts the whole table again when it is sorted). Here the
+    changed cells are patched; the plugin's columns are widened directly if a new value needs it (`TableSizing`:
+    Qt never measures them cell by cell); Qt is told which cells changed only when that can move rows (the table
+    is sorted or filtered by a changed column), so that its sort/filter proxy moves just those; otherwise the
+    table is just repainted. Falls back to `change()` if Phy's table is built otherwise.
     """
     model = getattr(table, "_model", None)
-    rows_by_id = getattr(model, "_rows_by_id", None)
-    if not rows or rows_by_id is None or not hasattr(model, "dataChanged"):
+    row_by_id = getattr(model, "row_by_id", None)  # Phy's table model, 2.1.0 and after
+    if not rows or row_by_id is None or not hasattr(model, "dataChanged"):
         return table.change(rows)
     names = [name for name in rows[0] if name in table.columns and name != "id"]
     if not names:
         return
-    patched = [(rows_by_id[patch["id"]], patch) for patch in rows if patch["id"] in rows_by_id]
+    patched = [(row, patch) for row, patch in ((row_by_id(patch["id"]), patch) for patch in rows) if row is not None]
     for row, patch in patched:
         row.update(patch)
     sizing = getattr(table, "_bcreason_sizing", None)
@@ -41,10 +41,16 @@ def update_rows(table, rows: list[dict]) -> None:
     if not _needs_layout(table, names, [patch for _, patch in patched], sizing is None):
         table.table_view.viewport().update()
         return
-    positions = {id(row): i for i, row in enumerate(model._rows)} if len(patched) > 1 else None
+    index_by_id = getattr(model, "row_index_by_id", None)  # Phy after 2.1.0 keeps each row's index
+    positions = None
+    if index_by_id is None and len(patched) > 1:
+        positions = {id(row): i for i, row in enumerate(model._rows)}
     columns = [table.columns.index(name) for name in names]
-    for row, _ in patched:
-        i = positions[id(row)] if positions is not None else model._rows.index(row)
+    for row, patch in patched:
+        if index_by_id is not None:
+            i = index_by_id(patch["id"])
+        else:
+            i = positions[id(row)] if positions is not None else model._rows.index(row)
         model.dataChanged.emit(model.index(i, min(columns)), model.index(i, max(columns)))
 
 
@@ -97,8 +103,14 @@ class TableSizing(QObject):
         header = table.table_view.horizontalHeader()
         # before Phy fills the table: a model reset with sections resizing to their contents measures every cell
         header.setSectionResizeMode(QHeaderView.Interactive)
+        # and each time it is filled again: Phy after 2.1.0 sets them back to resizing to their contents whenever
+        # it builds the table (Table._init_table), just before filling it
+        table.table_view.model().modelAboutToBeReset.connect(guarded(self._interactive, what="the column sizing"))
         header.sectionResized.connect(guarded(self._resized, what="a column's width"))
         table.table_view.viewport().installEventFilter(self)
+
+    def _interactive(self) -> None:
+        self.table.table_view.horizontalHeader().setSectionResizeMode(QHeaderView.Interactive)
 
     def _resized(self, index: int, old: int, new: int) -> None:
         """The user dragged a column of ours: its width is theirs (kept, saved in Phy's GUI state)."""
@@ -154,6 +166,10 @@ class TableSizing(QObject):
         # section or the layout changes: sizes are set here instead, at the moments Phy refits its tables.
         if header.sectionResizeMode(0) != QHeaderView.Interactive:
             header.setSectionResizeMode(QHeaderView.Interactive)
+        # What Phy's refit does for its own columns: Phy 2.1.0 fits them at every refit, Phy after it only in the
+        # first one with rows after it built the table (Table._column_widths_fitted), then keeps their widths.
+        keeps_widths = hasattr(table, "_column_widths_fitted")
+        fit_phy_columns = not (keeps_widths and table._column_widths_fitted)
         self._setting = True
         try:
             for index, name in enumerate(table.columns):
@@ -163,10 +179,12 @@ class TableSizing(QObject):
                     width = max(self.widths.get(name, 0), header.sectionSizeHint(index))
                     if view.columnWidth(index) < width:
                         view.setColumnWidth(index, width)
-                else:
-                    view.resizeColumnToContents(index)  # what Phy's refit does for its own columns
+                elif fit_phy_columns:
+                    view.resizeColumnToContents(index)
         finally:
             self._setting = False
+        if keeps_widths and rows:
+            table._column_widths_fitted = True
         if rows and self.row_height is None:
             vertical = view.verticalHeader()
             self.row_height = max(view.sizeHintForRow(0), 1)

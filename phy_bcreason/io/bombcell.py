@@ -40,6 +40,7 @@ PER_TAUR_FILE = "templates._bc_fractionRefractoryPeriodViolationsPerTauR.parquet
 MATLAB_LABELS_FILE = "templates._bc_qMetrics_all.csv"
 PHY_LABELS_FILE = "cluster_bc_unitType.tsv"
 LABEL_COLUMN = "bc_unitType"
+SAVED_LABEL_COLUMNS = (LABEL_COLUMN, "cluster_id", "phy_clusterID")  # all the loader reads of those two files
 # Names only one of the two Bombcells writes (qualityParamValues.m vs get_default_parameters).
 MATLAB_MARKS = ("rpvMethod", "rawFile", "ephysMetaFile", "somatic", "saveMatFileForGUI", "spikeWidth",
                 "standardSpikeWidth", "ssMin", "unitType_for_phy", "decompressData", "contaminationValues",
@@ -98,20 +99,27 @@ def _label_text(value) -> str:
     return "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value).strip()
 
 
+def _label_texts(values) -> list[str]:
+    """`_label_text` of each cell; at C speed when every cell is text, as Bombcell writes its labels."""
+    values = values.tolist()
+    if set(map(type, values)) <= {str}:
+        return list(map(str.strip, values))
+    return list(map(_label_text, values))
+
+
 def read_saved_labels(folder: Path, ks_dir: Path, metrics: pd.DataFrame, cluster_ids: np.ndarray,
                       notes: list[str]) -> tuple[dict[int, str] | None, Path | None]:
     """The labels Bombcell saved for its own rows: the metrics table's bc_unitType (Python), MATLAB's
     templates._bc_qMetrics_all.csv, else the Kilosort folder's cluster_bc_unitType.tsv (which Phy may have
     rewritten since: only the ids Bombcell's rows have are read). None when there are none."""
     if LABEL_COLUMN in metrics.columns:
-        return dict(zip(cluster_ids.tolist(), map(_label_text, metrics[LABEL_COLUMN].tolist()))), \
-            folder / METRICS_FILE
+        return dict(zip(cluster_ids.tolist(), _label_texts(metrics[LABEL_COLUMN]))), folder / METRICS_FILE
     candidates = ((folder / MATLAB_LABELS_FILE, ","), (ks_dir / PHY_LABELS_FILE, "\t"))
     for path, separator in candidates:
         if not path.is_file():
             continue
         try:
-            table = pd.read_csv(path, sep=separator, keep_default_na=False)
+            table = pd.read_csv(path, sep=separator, keep_default_na=False, usecols=SAVED_LABEL_COLUMNS.__contains__)
         except Exception as exc:
             notes.append(f"{path}: cannot read ({first_line(exc)}); Bombcell's saved labels are not used")
             continue
@@ -127,7 +135,7 @@ def read_saved_labels(folder: Path, ks_dir: Path, metrics: pd.DataFrame, cluster
             continue
         ids = numbers(ids)
         keep = np.isfinite(ids) & np.isin(ids, cluster_ids)
-        labels = dict(zip(ids[keep].astype(np.int64).tolist(), map(_label_text, table[LABEL_COLUMN][keep])))
+        labels = dict(zip(ids[keep].astype(np.int64).tolist(), _label_texts(table[LABEL_COLUMN][keep])))
         return (labels, path) if labels else (None, None)
     return None, None
 

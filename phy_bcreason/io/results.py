@@ -42,7 +42,7 @@ class BombcellResults:
 
     def saved_labels_for(self, cluster_ids) -> list[str | None]:
         saved = self.saved_labels or {}
-        return [saved.get(int(c)) for c in cluster_ids]
+        return list(map(saved.get, np.asarray(cluster_ids).astype(np.int64).tolist()))
 
 
 def checked(path: Path, table: pd.DataFrame | str | None = None) -> pd.DataFrame:
