@@ -154,3 +154,29 @@ def test_no_model_and_no_predictions_adds_nothing(ks_dataset_copy, open_phy):
     controller, gui = open_phy(ks_dataset_copy)
     assert not set(UR_COLUMNS) & set(controller.supervisor.columns)
     assert "Model" not in [dock(gui).tabs.tabText(i) for i in range(dock(gui).tabs.count())]
+
+
+def test_the_models_process_ends_with_phy(data, tmp_path):
+    """The model's child outlives neither a closed nor a killed Phy (it watches its stdin, a pipe Phy holds): a
+    parent process that starts it as the plugin does is killed; the child is gone within 5 s."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    parent = (
+        "import sys, threading, time\n"
+        "from phy_bcreason.gui.second_judge import SecondJudge\n"
+        f"judge = SecondJudge(r'{data.phy_dir}', r'{data.models[ur_builder.FOREST]}')\n"
+        "threading.Thread(target=judge.run_model, daemon=True).start()\n"
+        "while judge.process is None: time.sleep(0.01)\n"
+        "print(judge.process.pid, flush=True)\n"
+        "time.sleep(600)\n")
+    process = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True)
+    child = psutil.Process(int(process.stdout.readline()))
+    time.sleep(1.0)
+    assert child.is_running() and child.status() != psutil.STATUS_ZOMBIE  # started, still working
+    process.kill()
+    process.wait()
+    gone, alive = psutil.wait_procs([child], timeout=5)
+    assert not alive, "the model's process outlived Phy"

@@ -14,11 +14,13 @@ import logging
 import math
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from ..core.errors import UserError, first_line
 from ..io.children import spawn_options
 from ..unitrefine.opinion import ModelOpinion, UnitOpinion, find_opinion
+from .child import CHILD_NICE
 
 logger = logging.getLogger("phy")
 
@@ -68,20 +70,27 @@ class SecondJudge:
 
     def command(self) -> list[str]:
         return [sys.executable, "-m", "phy_bcreason", "unitrefine", str(self.ks_dir), "--model", str(self.model_dir),
-                "--json"]
+                "--json", "--child", str(CHILD_NICE)]
 
     def run_model(self) -> ModelOpinion | str:
         """In the worker thread: the model run by SpikeInterface in a child process. Returns its opinion, or the
         one line that says why there is none."""
         if self.closed:
             return "Phy closed before the model ran"
-        self.process = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, **spawn_options(lower=True))
-        out, err = self.process.communicate()
-        if self.process.returncode != 0:
-            lines = [line for line in err.decode("utf-8", "replace").splitlines() if line.strip()]
+        # stdin a pipe we never write to: the child ends when it ends (Phy closed or killed), through launchers too
+        self.process = process = subprocess.Popen(self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                                  stderr=subprocess.PIPE, **spawn_options(lower=True))
+        errors: list[bytes] = []
+        reader = threading.Thread(target=lambda: errors.append(process.stderr.read()), daemon=True)
+        reader.start()
+        out = process.stdout.read()
+        process.wait()
+        reader.join()
+        process.stdin.close()
+        if process.returncode != 0:
+            lines = [line for line in b"".join(errors).decode("utf-8", "replace").splitlines() if line.strip()]
             return lines[-1].removeprefix("phy-bcreason: ") if lines else \
-                f"the model's process ended with code {self.process.returncode}"
+                f"the model's process ended with code {process.returncode}"
         return ModelOpinion.from_json(json.loads(out.decode("utf-8")))
 
     def close(self) -> None:
