@@ -298,7 +298,7 @@ class ConcordancePanel(QWidget):
                 widget.setWordWrap(True)
             layout.addWidget(widget)
         if three_way is not None:
-            layout.addWidget(three_way)
+            layout.addWidget(three_way, 1)  # the model's table takes the room the others leave
         layout.addStretch(1)  # while the tables are hidden, the sentences stay at the top
         self._show_parts(labelled=False)
 
@@ -307,7 +307,8 @@ class ConcordancePanel(QWidget):
         self.counts.setVisible(labelled)
         self.together.setVisible(labelled)
         layout = self.layout()
-        layout.setStretch(layout.count() - 1, 0 if labelled else 1)  # the tables take the room when shown
+        # the tables take the room when shown (the model's table, when there is one, always)
+        layout.setStretch(layout.count() - 1, 0 if labelled or self.three_way is not None else 1)
         has = {self.disagreements: labelled and self.disagreements.rowCount() > 0,
                self.suggested: labelled and self.suggested.rowCount() > 0}
         for table, note in ((self.disagreements, self.disagreements_note), (self.suggested, self.suggested_note)):
