@@ -192,6 +192,11 @@ def run_unitrefine(args) -> int:
 
     if args.top < 0:
         raise UsageError(f"--top {args.top}: give 0 or more")
+    if args.child is not None:
+        from .io.children import end_when_parent_ends, lower_priority
+
+        lower_priority(args.child)
+        end_when_parent_ends(sys.stdin.buffer)
     with contextlib.redirect_stdout(sys.stderr):  # stdout holds only the table or the JSON (the GUI reads it)
         opinion = find_opinion(args.ks_dir, args.model, contributions=args.model is not None,
                                analyzer_dir=args.analyzer)
@@ -270,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--bombcell-dir", type=Path, default=None, help="Bombcell results folder (for the agreement)")
     p.add_argument("--json", action="store_true", help="print one JSON object (the opinion, with contributions)")
     p.add_argument("--top", type=int, default=3, metavar="N", help="contributions shown per cluster (default 3)")
+    # started by the plugin (gui/second_judge.py): the niceness to run at; it ends when Phy does
+    p.add_argument("--child", type=int, default=None, metavar="NICE", help=argparse.SUPPRESS)
 
     p = sub.add_parser("demo", help="open Phy on the bundled demo dataset with the plugin attached")
     p.add_argument("--screenshot", type=Path, default=None, metavar="FILE",

@@ -16,6 +16,7 @@ from .gui.dock import BombcellWhyView
 from .gui.guard import guarded, show_failures_in
 from .gui.judgement import run_classifier
 from .gui.layout import FIRST_LOOK_FLAG, Layout, column_order
+from .gui.second_judge import UR_COLUMNS, SecondJudge, configured_model
 from .gui.session import LiveReasons
 from .gui.tables import install_sizing, update_rows
 from .gui.worker import Pictures, Worker
@@ -48,7 +49,13 @@ class BombcellReasonPlugin(IPlugin):
         for name in self.metric_columns.names:
             controller.cluster_metrics[name] = guarded(functools.partial(self.metric_columns.value, name),
                                                        what=f"the {name} column")
-        self.ours = (*COLUMNS, AGREES, *self.metric_columns.names)
+        # UnitRefine's model, when this sorting has its predictions or Phy's config names a model folder
+        self.judge = SecondJudge(controller.dir_path, configured_model(getattr(controller, "config_dir", None)))
+        self.model_columns = UR_COLUMNS if self.judge.active else ()
+        for name in self.model_columns:
+            controller.cluster_metrics[name] = guarded(functools.partial(self.model_column, name),
+                                                       what=f"the {name} column")
+        self.ours = (*COLUMNS, AGREES, *self.model_columns, *self.metric_columns.names)
         controller.view_creator[VIEW_NAME] = guarded(self.create_view, what="the why? dock")
         self._connected = [connect(guarded(self.on_controller_ready), event="controller_ready", sender=controller),
                            connect(guarded(self.on_cluster_view_init), event="cluster_view_init"),
@@ -59,6 +66,9 @@ class BombcellReasonPlugin(IPlugin):
 
     def column(self, name: str, cluster_id: int):
         return self.live.column_values(cluster_id)[name]
+
+    def model_column(self, name: str, cluster_id: int):
+        return self.judge.column_values(cluster_id, self.live.column_values(cluster_id)["bc_label"])[name]
 
     def user_group(self, cluster_id: int):
         """The cluster's Phy group (good/mua/noise/...), as Phy has it now."""
@@ -78,7 +88,8 @@ class BombcellReasonPlugin(IPlugin):
         """Bombcell's label and reason first, then our other columns, Phy's, Bombcell's per-metric columns last
         (the cluster view is built from this list when the GUI is created)."""
         supervisor = self.controller.supervisor
-        supervisor.columns = column_order(supervisor.columns, [*COLUMNS, AGREES], self.metric_columns.names)
+        ours = [*COLUMNS[:2], *self.model_columns, *COLUMNS[2:], AGREES]  # the model's label beside the reason
+        supervisor.columns = column_order(supervisor.columns, ours, self.metric_columns.names)
 
     def on_cluster_view_init(self, view):
         install_sizing(view, self.ours)
@@ -89,10 +100,12 @@ class BombcellReasonPlugin(IPlugin):
     # -- the dock --------------------------------------------------------------------------------------------
 
     def create_view(self):
-        view = BombcellWhyView(self.live)
+        view = BombcellWhyView(self.live, self.judge if self.judge.active else None)
         view.on_overrides = guarded(self._set_overrides, what="the what-if edit")
         view.on_list = guarded(self._list, what="List")
         view.concordance.get_groups = self.user_groups
+        if view.three_way is not None:
+            view.three_way.existing = self.existing
         self._connect_pictures(view)
         supervisor = getattr(self.controller, "supervisor", None)
         if supervisor is not None:
@@ -124,6 +137,7 @@ class BombcellReasonPlugin(IPlugin):
         gui.state[FIRST_LOOK_FLAG] = True
         self.layout = Layout(gui, supervisor, first_time)  # the first look once, the user's layout afterwards
         self.worker = Worker()  # tests wait on worker.idle()
+        self.model_worker = Worker()  # UnitRefine's model, in a child process of its own, beside the live metrics
         self._restore_ctrl_c = close_on_ctrl_c(gui)
         self.pictures = Pictures(live, lambda c: supervisor.clustering.spikes_per_cluster[c])
         for view in self.docks():  # docks made before (Phy's saved layout): pictures now
@@ -139,14 +153,25 @@ class BombcellReasonPlugin(IPlugin):
                 # the process computing live metrics takes seconds to start: now, not at the first merge
                 self.worker.submit(lambda: live.start_process().wait_ready(), lambda ready: None)
             self.worker.submit(lambda: run_classifier(live), self._apply_judgement)
+        if self.judge.computing:
+            self.model_worker.submit(self.judge.run_model, self._show_model)
         self.refresh(self.compute_live(supervisor.clustering.cluster_ids, on_open=True))  # curated earlier
+
+    def _show_model(self, answer) -> None:
+        """UnitRefine's model has answered (its opinion, or why none): every row and dock follows."""
+        if self.closed:
+            return
+        self.judge.take(answer)
+        if self.judge.error:
+            self.gui.status_message = f"phy-bcreason: UnitRefine: {self.judge.error}"
+        self.refresh(self.existing())
 
     def refresh(self, cluster_ids) -> None:
         """New values for these clusters: patch Phy's cluster tables, redraw every dock."""
         supervisor, live = self.supervisor, self.live
         alive = set(supervisor.clustering.cluster_ids.tolist())
-        rows = [{"id": c, **live.column_values(c), AGREES: self._agrees(c), **self.metric_columns.row(c)}
-                for c in cluster_ids if c in alive]
+        rows = [{"id": c, **live.column_values(c), AGREES: self._agrees(c), **self.model_row(c),
+                 **self.metric_columns.row(c)} for c in cluster_ids if c in alive]
         update_rows(supervisor.cluster_view, rows)
         update_rows(supervisor.similarity_view, rows)
         merge_view = getattr(supervisor, "merge_view", None)  # Phy after 2.1, once merge mode is entered
@@ -154,6 +179,11 @@ class BombcellReasonPlugin(IPlugin):
             merge_view.change(rows)  # a few rows, the ones staged: Phy's own update is quick
         for view in self.docks():
             view.refresh()
+
+    def model_row(self, cluster_id: int) -> dict:
+        if not self.model_columns:
+            return {}
+        return self.judge.column_values(cluster_id, self.live.column_values(cluster_id)["bc_label"])
 
     def on_select(self, sender, cluster_ids, **kwargs):
         for view in self.docks():
@@ -236,6 +266,8 @@ class BombcellReasonPlugin(IPlugin):
         self.layout.save()  # into gui.state, which Phy writes once every close handler has run
         self.closed = True
         self.worker.stop()
+        self.model_worker.stop()
+        self.judge.close()
         self.pictures.stop()
         self.live.close()
         self._restore_ctrl_c()

@@ -35,6 +35,7 @@ from .dock_content import (  # noqa: F401  (the dock's names, as tests and scrip
     dock_content,
 )
 from .guard import guarded
+from .model_panel import ModelPanel, ThreeWay
 from .panels import POPULATION_HEADERS, ConcordancePanel, EvidencePanel, PopulationPanel  # noqa: F401
 from .session import LiveReasons
 from .tables import RuleColumns
@@ -54,9 +55,10 @@ STATUS_COLOURS = {  # foreground, background
 class BombcellWhyView(QWidget):
     """Dock listing why Bombcell labelled the selected cluster as it did."""
 
-    def __init__(self, live: LiveReasons, parent=None):
+    def __init__(self, live: LiveReasons, judge=None, parent=None):
+        """``judge``: UnitRefine's model (`second_judge.SecondJudge`), when this sorting has one: a Model tab."""
         super().__init__(parent)
-        self.live = live
+        self.live, self.judge = live, judge
         self.cluster_ids: list[int] = []
         self.shown_id: int | None = None
         self.content: DockContent | None = None
@@ -127,8 +129,18 @@ class BombcellWhyView(QWidget):
         self.tabs.addTab(selected, "Selected cluster")
         self.population = PopulationPanel(live, shown_cluster=lambda: self.shown_id, edit=self._edit)
         self.tabs.addTab(self.population, "Population")
-        self.concordance = ConcordancePanel(live, apply_overrides=lambda overrides: self.on_overrides(overrides))
+        self.three_way = ThreeWay(judge, live) if judge is not None else None
+        self.concordance = ConcordancePanel(live, apply_overrides=lambda overrides: self.on_overrides(overrides),
+                                            three_way=self.three_way)
         self.tabs.addTab(self.concordance, "Your labels")
+        self.model = ModelPanel(judge) if judge is not None else None
+        if self.model is not None:
+            self.tabs.addTab(self.model, "Model")
+        self.model_line = QLabel()  # UnitRefine's label of the shown cluster, beside Bombcell's
+        self.model_line.setWordWrap(True)
+        self.model_line.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.model_line.setStyleSheet("color: #e8a33d;")
+        self.model_line.setVisible(False)
         self.tabs.currentChanged.connect(guarded(lambda index: self._refresh_tab(), what="the dock's tab"))
         self.notes = QLabel("\n".join(f"note: {note}" for note in live.notes()))
         self.notes.setWordWrap(True)
@@ -142,6 +154,7 @@ class BombcellWhyView(QWidget):
         layout.addWidget(self.reason)
         layout.addWidget(self.flag)
         layout.addWidget(self.source)
+        layout.addWidget(self.model_line)
         layout.addWidget(self.tabs, 1)
         layout.addWidget(bar.switch_grid)
         self.show_clusters([])
@@ -264,6 +277,16 @@ class BombcellWhyView(QWidget):
         if line:
             self.whatif.setText(line)
         self.evidence.show_cluster(cluster_id)
+        self._show_model(cluster_id)
+
+    def _show_model(self, cluster_id: int | None) -> None:
+        if self.judge is None:
+            return
+        label = self.live.column_values(cluster_id)["bc_label"] if cluster_id is not None else None
+        line = self.judge.summary(cluster_id, label)
+        self.model_line.setText(line)
+        self.model_line.setVisible(bool(line))
+        self.model.show_cluster(cluster_id, label)
 
     def _fill_tree(self, lines: list[Line], keep_scroll: bool = False) -> None:
         self._filling = True
@@ -324,4 +347,7 @@ class BombcellWhyView(QWidget):
             tree.scrollToItem(decisive, QTreeWidget.PositionAtTop)
 
     def text(self) -> str:
-        return content_text(self.content) if self.content else ""
+        text = content_text(self.content) if self.content else ""
+        if self.model is not None and self.model.cluster_id is not None and self.model_line.text():
+            text += "\n" + self.model.text()
+        return text

@@ -264,10 +264,11 @@ class ConcordancePanel(QWidget):
     """Your Phy labels against Bombcell's: counts, the rules behind each disagreement, and thresholds that would
     agree better (double-click to apply as a what-if)."""
 
-    def __init__(self, live: LiveReasons, apply_overrides):
-        """``apply_overrides(overrides)``: what-if edits, applied as the dock applies them."""
+    def __init__(self, live: LiveReasons, apply_overrides, three_way=None):
+        """``apply_overrides(overrides)``: what-if edits, applied as the dock applies them; ``three_way``: the
+        model's part (`model_panel.ThreeWay`), when UnitRefine has labelled this sorting."""
         super().__init__()
-        self.live, self.apply_overrides = live, apply_overrides
+        self.live, self.apply_overrides, self.three_way = live, apply_overrides, three_way
         self.get_groups = self._groups_on_disk  # the plugin replaces it with Phy's live groups
         self.result = None
         self.suggestions: list = []
@@ -296,6 +297,8 @@ class ConcordancePanel(QWidget):
             if isinstance(widget, QLabel):
                 widget.setWordWrap(True)
             layout.addWidget(widget)
+        if three_way is not None:
+            layout.addWidget(three_way, 1)  # the model's table takes the room the others leave
         layout.addStretch(1)  # while the tables are hidden, the sentences stay at the top
         self._show_parts(labelled=False)
 
@@ -304,7 +307,8 @@ class ConcordancePanel(QWidget):
         self.counts.setVisible(labelled)
         self.together.setVisible(labelled)
         layout = self.layout()
-        layout.setStretch(layout.count() - 1, 0 if labelled else 1)  # the tables take the room when shown
+        # the tables take the room when shown (the model's table, when there is one, always)
+        layout.setStretch(layout.count() - 1, 0 if labelled or self.three_way is not None else 1)
         has = {self.disagreements: labelled and self.disagreements.rowCount() > 0,
                self.suggested: labelled and self.suggested.rowCount() > 0}
         for table, note in ((self.disagreements, self.disagreements_note), (self.suggested, self.suggested_note)):
@@ -326,6 +330,8 @@ class ConcordancePanel(QWidget):
             self._show_parts(labelled=False)
             return
         groups = self.get_groups()
+        if self.three_way is not None:
+            self.three_way.refresh(groups)
         self.result = result = concordance(live.explanation, groups) if groups else None
         if result is None or not len(result.user):
             self.summary.setText(NO_LABELS if not groups else

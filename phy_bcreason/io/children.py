@@ -86,3 +86,17 @@ def read_requests_until_parent_ends(stream: BinaryIO) -> Callable[[], object]:
 
     threading.Thread(target=read, daemon=True, name="requests-from-phy").start()
     return requests.get
+
+
+def end_when_parent_ends(stream: BinaryIO) -> None:
+    """In a short-lived child whose parent writes nothing to its stdin (a pipe): end this process the moment the
+    pipe ends, as it does when the parent closes it or dies, on every OS and through launchers."""
+
+    descriptor = stream.fileno()  # read unbuffered: a buffered reader's lock, held here, would stop the exit
+
+    def watch() -> None:
+        while os.read(descriptor, 4096):
+            pass
+        os._exit(3)
+
+    threading.Thread(target=watch, daemon=True).start()
