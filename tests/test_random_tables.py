@@ -108,6 +108,21 @@ def test_float32_metric_at_its_threshold_gets_bombcells_label():
     assert explanation.margins[1, flatness] < 0
 
 
+def test_integer_switches_combine_bitwise_as_in_bombcells_spatial_decay_test():
+    """`computeSpatialDecay & spDecayLinFit` with switches stored as 2 and 1 is 0 in Python Bombcell: its exponential
+    test applies, not the linear one; 3 and 1 is 1: the linear test."""
+    metrics = good_unit(2)
+    metrics["spatialDecaySlope"] = [DEFAULTS["maxSpatialDecaySlopeExp"] * 2, 0.05]  # out of the exponential band
+    assert DEFAULTS["maxSpatialDecaySlopeExp"] * 2 > DEFAULTS["minSpatialDecaySlope"]  # and passing the linear test
+    for decay, linear, exponential in ((2, 1, True), (3, 1, False), (True, 2, True), (np.int64(2), True, True),
+                                       (1, 1, False)):
+        params = {**SAVED_DEFAULTS, "computeSpatialDecay": decay, "spDecayLinFit": linear}
+        explanation = ours_python(metrics, params)[1]
+        theirs = bombcell_labels(metrics, params)
+        assert list(explanation.rule_labels) == theirs, (decay, linear)
+        assert (theirs[0] == "NOISE") == exponential and theirs[1] != "NOISE", (decay, linear, theirs)
+
+
 def test_float32_metric_at_its_threshold_is_not_flagged_in_a_folder(tmp_path):
     metrics, params = float32_at_the_threshold()
     bombcell = tmp_path / "ks" / "bombcell"
@@ -290,7 +305,8 @@ def threshold_value(rng, default):
 
 
 def switch_value(rng, damaged: bool):
-    options = [True, False] * 4 + [0, 1, np.True_, np.False_, "true", "false", "1", "0", "on", "off"]
+    # 2 and 3: Python Bombcell's `computeSpatialDecay & spDecayLinFit` is bitwise (2 & 1 is 0: the exponential test)
+    options = [True, False] * 4 + [0, 1, 2, 3, np.int64(2), np.True_, np.False_, "true", "false", "1", "0", "on", "off"]
     return pick(rng, options + ([0.0, 1.0, "abc", "yes"] if damaged else []))
 
 
@@ -421,15 +437,17 @@ def no_backfill(params: dict) -> list[str]:
 def as_the_rules_read_it(metrics: pd.DataFrame, params: dict) -> tuple[pd.DataFrame, dict]:
     """The table and parameters with what makes get_quality_unit_type raise, though its rules say what it
     means, replaced by what it means: nullable and pyarrow columns by numpy ones (pandas' NA by NaN), a missing
-    column by NaN, the two switches it combines
-    with `&` by their truth, a threshold with no back-fill default by NaN (the units whose label depends on it
-    are undetermined: their options must hold Bombcell's label)."""
+    column by NaN, the two switches it combines with `&`, where they are floats or text, by their truth, a
+    threshold with no back-fill default by NaN (the units whose label depends on it are undetermined: their
+    options must hold Bombcell's label)."""
     metrics = metrics.copy()
     for name in pandas_columns(metrics):
         metrics[name] = na_as_nan(metrics[name])
     for name in set(METRICS) - set(metrics.columns):
         metrics[name] = np.nan
-    params = {**params, **{name: bool(params[name]) for name in LINEAR_FIT if name in params}}
+    # a float or text switch by its truth (`&` raises on it); integers stay: `&` is bitwise on them (2 & 1 is 0)
+    params = {**params, **{name: bool(params[name]) for name in LINEAR_FIT
+                           if name in params and not isinstance(params[name], bool | int | np.integer | np.bool_)}}
     return metrics, {**params, **dict.fromkeys(no_backfill(params), np.nan)}
 
 

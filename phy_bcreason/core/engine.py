@@ -67,7 +67,15 @@ def label_names(split_nonsomatic: bool) -> dict[int, str]:
 
 
 def _switch_on(params: dict, name: str) -> bool:
-    """Python truthiness, as Bombcell's `if param[...]` tests it."""
+    """Python truthiness, as Bombcell's `if param[...]` tests it; ``a&b`` is Python's bitwise ``a & b`` of two
+    switches (`rules.BITWISE_LINEAR_FIT`), each side's truth where ``&`` cannot take them (a float or text switch,
+    on which Bombcell raises: the label its rules imply)."""
+    if "&" in name:
+        left, right = name.split("&")
+        try:
+            return bool(params.get(left, False) & params.get(right, False))
+        except (TypeError, ValueError):
+            return _switch_on(params, left) and _switch_on(params, right)
     try:
         return bool(params.get(name, False))
     except (TypeError, ValueError):
@@ -218,7 +226,7 @@ def inactive_reason(rule: Rule, params: dict) -> str | None:
     """Why the classifier does not apply ``rule`` at all under ``params`` (None when it does)."""
     if rule.never:
         return rule.never
-    off = [f"{flag} is {'off' if wanted else 'on'}" for flag, wanted in rule.requires
+    off = [f"{flag.replace('&', ' & ')} is {'off' if wanted else 'on'}" for flag, wanted in rule.requires
            if _switch_on(params, flag) != wanted]
     if rule.unless and all(_switch_on(params, flag) == wanted for flag, wanted in rule.unless):
         off.append(" and ".join(f"{flag} is {'on' if wanted else 'off'}" for flag, wanted in rule.unless))

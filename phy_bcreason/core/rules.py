@@ -86,6 +86,10 @@ def _only(classifier: str, *rules: Rule, **changes) -> tuple[Rule, ...]:
 
 
 _LINEAR_FIT = (("computeSpatialDecay", True), ("spDecayLinFit", True))
+# Python Bombcell tests `param["computeSpatialDecay"] & param["spDecayLinFit"]`, bitwise: switches stored as 2 and
+# 1 give 0, and its `elif param["computeSpatialDecay"]` then applies the exponential test. A flag joined by "&" is
+# that expression (`engine._switch_on`); each side is a switch of its own.
+BITWISE_LINEAR_FIT = "computeSpatialDecay&spDecayLinFit"
 _EXPONENTIAL_DECAY = (
     Rule(NOISE, "spatialDecaySlope", "<", "minSpatialDecaySlopeExp"),
     Rule(NOISE, "spatialDecaySlope", ">", "maxSpatialDecaySlopeExp"),
@@ -117,11 +121,12 @@ RULES: tuple[Rule, ...] = (
     Rule(NOISE, "waveformBaselineFlatness", ">", "maxWvBaselineFraction"),
     Rule(NOISE, "scndPeakToTroughRatio", ">", "maxScndPeakToTroughRatio_noise"),
     # Linear fit: Python stores minus polyfit's slope and tests '<'; MATLAB stores the slope and tests '>'.
-    *_only(PYTHON, Rule(NOISE, "spatialDecaySlope", "<", "minSpatialDecaySlope", requires=_LINEAR_FIT)),
+    *_only(PYTHON, Rule(NOISE, "spatialDecaySlope", "<", "minSpatialDecaySlope",
+                        requires=((BITWISE_LINEAR_FIT, True),))),
     *_only(MATLAB, Rule(NOISE, "spatialDecaySlope", ">", "minSpatialDecaySlope", requires=_LINEAR_FIT)),
     # Exponential fit: Python needs computeSpatialDecay on; MATLAB's else-branch applies it whenever the
     # linear test does not.
-    *_only(PYTHON, *_EXPONENTIAL_DECAY, requires=(("computeSpatialDecay", True), ("spDecayLinFit", False))),
+    *_only(PYTHON, *_EXPONENTIAL_DECAY, requires=(("computeSpatialDecay", True), (BITWISE_LINEAR_FIT, False))),
     *_only(MATLAB, *_EXPONENTIAL_DECAY, unless=_LINEAR_FIT),
     # NON-SOMATIC: (all four of the peak group) or the main peak/trough ratio.
     *_PEAK_GROUP_AND_MAIN_RATIO,
@@ -253,7 +258,7 @@ def _unique(names) -> tuple[str, ...]:
 def switches_for(classifier: str, rules: tuple[Rule, ...] | None = None) -> tuple[str, ...]:
     """Every parameter switch the classifier's rules or its label combination read."""
     rules = rules_for(classifier) if rules is None else rules
-    return _unique([flag for rule in rules for flag, _ in rule.requires + rule.unless]
+    return _unique([name for rule in rules for flag, _ in rule.requires + rule.unless for name in flag.split("&")]
                    + [rule.exempt_when[0] for rule in rules if rule.exempt_when] + [SPLIT_SWITCHES[classifier]])
 
 
