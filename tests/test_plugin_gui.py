@@ -27,10 +27,11 @@ def select(controller, cluster_ids, timeout=5.0):
     assert controller.supervisor.selected == list(cluster_ids)
 
 
-def wait_for_plugin(controller, timeout: float = 120.0) -> None:
+def wait_for_plugin(controller, timeout: float = 120.0, worker=None) -> None:
     """The plugin runs Bombcell (its classifier, live metrics) on a worker thread and posts the results back
-    to the GUI thread: let Qt deliver them until the worker has nothing left."""
-    worker = controller.phy_bcreason.worker
+    to the GUI thread: let Qt deliver them until the worker (``worker``: another of the plugin's) has nothing
+    left."""
+    worker = worker or controller.phy_bcreason.worker
     deadline = time.monotonic() + timeout
     while not worker.idle():
         assert time.monotonic() < deadline, "the plugin's worker did not finish"

@@ -504,6 +504,24 @@ def comparison_differences(explanation, comparison) -> tuple[list[str], int]:
     return differences, by_precision
 
 
+def differences(where: str, explanation, theirs, judge: str, comparison) -> tuple[list[str], int]:
+    """The labels and comparisons where the engine differs from the classifier (``judge``), each said with
+    ``where``, and how many comparisons the column's precision decided."""
+    rows = same_labels(explanation.rule_labels, theirs, explanation.undetermined)
+    found = [f"{where}: {len(rows)} label(s) differ, e.g. row {rows[0]}: ours {explanation.rule_labels[rows[0]]!r}, "
+             f"{judge} {theirs[rows[0]]!r}"] if rows else []
+    compared, decided = comparison_differences(explanation, comparison)
+    return found + [f"{where}: {d}" for d in compared], decided
+
+
+def summarise(classifier: str, tables: int, started: float, outcomes: Counter, units: Counter,
+              by_precision: int) -> str:
+    summary = "; ".join(f"{outcome}: {outcomes[outcome]} tables, {units[outcome]} units" for outcome in outcomes)
+    print(f"\n{classifier}, {tables} tables in {time.perf_counter() - started:.1f} s: {summary}; "
+          f"{by_precision} comparisons decided by the column's precision")
+    return summary
+
+
 def same_labels(ours, theirs, undetermined) -> list[int]:
     """Rows where the labels differ (an undetermined one only if the classifier's is none of its options)."""
     return [row for row, (a, b) in enumerate(zip(ours, theirs))
@@ -555,18 +573,12 @@ def test_random_tables_get_python_bombcells_labels_and_comparisons():
         units[outcome] += len(metrics)
         if explanation is None:
             continue
-        rows = same_labels(explanation.rule_labels, theirs, explanation.undetermined)
-        if rows:
-            problems.append(f"seed {seed} ({mode}): {len(rows)} label(s) differ, e.g. row {rows[0]}: ours "
-                            f"{explanation.rule_labels[rows[0]]!r}, Bombcell {theirs[rows[0]]!r}")
         bombcells = check_parameter_fields(judged_params, verbose=False)
-        differences, decided = comparison_differences(
-            explanation, lambda rule: bombcell_comparison(judged, bombcells, rule))  # noqa: B023
-        problems += [f"seed {seed} ({mode}): {d}" for d in differences]
+        found, decided = differences(f"seed {seed} ({mode})", explanation, theirs, "Bombcell",
+                                     lambda rule: bombcell_comparison(judged, bombcells, rule))  # noqa: B023
+        problems += found
         by_precision += decided
-    summary = "; ".join(f"{outcome}: {outcomes[outcome]} tables, {units[outcome]} units" for outcome in outcomes)
-    print(f"\nPython Bombcell, {len(PYTHON_SEEDS)} tables in {time.perf_counter() - started:.1f} s: {summary}; "
-          f"{by_precision} comparisons decided by the column's precision")
+    summary = summarise("Python Bombcell", len(PYTHON_SEEDS), started, outcomes, units, by_precision)
     assert not problems, f"{len(problems)} problem(s): " + " | ".join(problems[:10])
     assert sum(units[o] for o in units if "refuse" not in o) >= 20_000, summary
     assert by_precision >= 100, summary
@@ -697,17 +709,11 @@ def test_random_tables_get_spikeinterfaces_labels_and_comparisons():
             if not one_line_naming(refusal, FOLDER / SI_WIDE_FILE, FOLDER / THRESHOLDS_FILE):
                 problems.append(f"seed {seed}: refusal not one line naming the file: {refusal!r}")
             continue
-        rows = same_labels(explanation.rule_labels, theirs, explanation.undetermined)
-        if rows:
-            problems.append(f"seed {seed} ({mode}): {len(rows)} label(s) differ, e.g. row {rows[0]}: ours "
-                            f"{explanation.rule_labels[rows[0]]!r}, bombcell_label_units {theirs[rows[0]]!r}")
-        differences, decided = comparison_differences(
-            explanation, lambda rule: spikeinterface_comparison(judged, thresholds, rule))  # noqa: B023
-        problems += [f"seed {seed} ({mode}): {d}" for d in differences]
+        found, decided = differences(f"seed {seed} ({mode})", explanation, theirs, "bombcell_label_units",
+                                     lambda rule: spikeinterface_comparison(judged, thresholds, rule))  # noqa: B023
+        problems += found
         by_precision += decided
-    summary = "; ".join(f"{outcome}: {outcomes[outcome]} tables, {units[outcome]} units" for outcome in outcomes)
-    print(f"\nSpikeInterface, {len(SPIKEINTERFACE_SEEDS)} tables in {time.perf_counter() - started:.1f} s: {summary}; "
-          f"{by_precision} comparisons decided by the column's precision")
+    summary = summarise("SpikeInterface", len(SPIKEINTERFACE_SEEDS), started, outcomes, units, by_precision)
     assert not problems, f"{len(problems)} problem(s): " + " | ".join(problems[:10])
     assert units["both label"] >= 20_000, summary
     assert by_precision >= 100, summary

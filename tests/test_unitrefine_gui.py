@@ -6,7 +6,6 @@ import math
 import time
 
 import pytest
-from phy.gui.qt import QApplication
 
 from phy_bcreason.gui.second_judge import NOT_SEEN, UR_COLUMNS
 from phy_bcreason.unitrefine.opinion import find_opinion
@@ -17,12 +16,8 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 
 def wait_for_model(controller, timeout: float = 180.0) -> None:
-    worker = controller.phy_bcreason.model_worker
-    deadline = time.monotonic() + timeout
-    while not worker.idle():
-        assert time.monotonic() < deadline, "the model's process did not answer"
-        QApplication.processEvents()
-        time.sleep(0.02)
+    """The model's child answers on a worker of its own; then the plugin's worker."""
+    wait_for_plugin(controller, timeout, worker=controller.phy_bcreason.model_worker)
     wait_for_plugin(controller)
 
 
