@@ -68,7 +68,7 @@ class BombcellReasonPlugin(IPlugin):
         return self.live.column_values(cluster_id)[name]
 
     def model_column(self, name: str, cluster_id: int):
-        return self.judge.column_values(cluster_id, self.live.column_values(cluster_id)["bc_label"])[name]
+        return self.model_row(cluster_id)[name]
 
     def user_group(self, cluster_id: int):
         """The cluster's Phy group (good/mua/noise/...), as Phy has it now."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import subprocess
 import sys
 import threading
@@ -79,7 +80,8 @@ class SecondJudge:
             return "Phy closed before the model ran"
         # stdin a pipe we never write to: the child ends when it ends (Phy closed or killed), through launchers too
         self.process = process = subprocess.Popen(self.command(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                                  stderr=subprocess.PIPE, **spawn_options(lower=True))
+                                                  stderr=subprocess.PIPE, **spawn_options(lower=True),
+                                                  env={**os.environ, "PYTHONIOENCODING": "utf-8"})
         errors: list[bytes] = []
         reader = threading.Thread(target=lambda: errors.append(process.stderr.read()), daemon=True)
         reader.start()
