@@ -175,3 +175,15 @@ def test_the_models_process_ends_with_phy(data, tmp_path):
     process.wait()
     gone, alive = psutil.wait_procs([child], timeout=5)
     assert not alive, "the model's process outlived Phy"
+
+
+def test_the_models_error_line_survives_a_console_code_page(data, tmp_path, monkeypatch):
+    """Phy started from a cp932 (or cp1252) console: the child's one line still names the folder as it is."""
+    from phy_bcreason.gui.second_judge import SecondJudge
+
+    folder = tmp_path / "mödel µ"
+    folder.mkdir()
+    (folder / "best_model.skops").write_bytes((data.models[ur_builder.FOREST] / "best_model.skops").read_bytes())
+    monkeypatch.setenv("PYTHONIOENCODING", "cp932")
+    answer = SecondJudge(data.phy_dir, folder).run_model()
+    assert isinstance(answer, str) and str(folder / "model_info.json") in answer
