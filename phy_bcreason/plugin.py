@@ -85,10 +85,11 @@ class BombcellReasonPlugin(IPlugin):
                 if (g := self.user_group(c)) in PHY_GROUPS}
 
     def on_controller_ready(self, sender):
-        """Bombcell's label and reason first, then our other columns, Phy's, Bombcell's per-metric columns last
-        (the cluster view is built from this list when the GUI is created)."""
+        """Bombcell's label (and UnitRefine's beside it) and reason first, then our other columns, Phy's,
+        Bombcell's per-metric columns last (the cluster view is built from this list when the GUI is created)."""
         supervisor = self.controller.supervisor
-        ours = [*COLUMNS[:2], *self.model_columns, *COLUMNS[2:], AGREES]  # the model's label beside the reason
+        # the two judges' labels side by side: after the reason, the wide column, they were out of view
+        ours = [COLUMNS[0], *self.model_columns[:1], COLUMNS[1], *self.model_columns[1:], *COLUMNS[2:], AGREES]
         supervisor.columns = column_order(supervisor.columns, ours, self.metric_columns.names)
 
     def on_cluster_view_init(self, view):

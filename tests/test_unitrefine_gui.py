@@ -49,6 +49,8 @@ def test_saved_predictions_in_the_columns_and_the_dock(data, open_phy):
     expected = si_predictions(data, ur_builder.FOREST)
     columns = controller.supervisor.columns
     assert all(columns.count(name) == 1 for name in UR_COLUMNS)
+    # the two judges' labels side by side, before the wide reason column (behind it they were out of view)
+    assert columns[:3] == ["bc_label", "ur_label", "bc_classificationReason"]
     opinion = find_opinion(data.phy_dir)
     shown = rows(controller)
     assert sorted(shown) == sorted(expected)
