@@ -111,6 +111,26 @@ def test_contributions_add_up_to_the_models_output(ur_dataset, name, method):
     assert quantity in opinion.method_note
 
 
+def test_spikeinterfaces_cluster_prediction_tsv_is_read(ur_copy):
+    """SpikeInterface's own export of predictions to Phy (``predict_labels(export_to_phy=True)``: the class under
+    ``model_based_label_units``, whose own export_to_phy cannot be used in 0.105, as it passes no phy_folder),
+    written into the Phy folder as the only predictions there: the same labels and confidences, by cluster id."""
+    from spikeinterface.curation.model_based_curation import ModelBasedClassification, load_model
+
+    for saved in (ur_copy.out_dir / "unitrefine_predictions").glob("*.csv"):
+        saved.unlink()
+    assert find_opinion(ur_copy.phy_dir) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipeline, model_info = load_model(model_folder=ur_copy.models[FOREST], trust_model=True)
+        ModelBasedClassification(analyzer_of(ur_copy), pipeline).predict_labels(
+            model_info=model_info, export_to_phy=True, phy_folder=ur_copy.phy_dir,
+            set_predictions_as_properties=False)
+    opinion = find_opinion(ur_copy.phy_dir)
+    assert opinion.source == ur_copy.phy_dir / "cluster_prediction.tsv"
+    assert_same_predictions(opinion, expected_by_cluster(ur_copy, FOREST))
+
+
 def test_a_model_with_no_exact_method_still_labels(ur_dataset):
     opinion = find_opinion(ur_dataset.phy_dir, ur_dataset.models[MLP], contributions=True)
     assert opinion.method is None and "not available for MLPClassifier" in opinion.method_note
