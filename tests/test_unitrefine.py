@@ -131,6 +131,50 @@ def test_spikeinterfaces_cluster_prediction_tsv_is_read(ur_copy):
     assert_same_predictions(opinion, expected_by_cluster(ur_copy, FOREST))
 
 
+def test_hist_gradient_boosting_contributions_add_up(ur_copy):
+    """A HistGradientBoostingClassifier (train_model cannot train one, a lab can: the boosting model's pipeline with
+    its classifier replaced and refitted on the same training data, saved with skops as train_model saves): labels
+    as SpikeInterface's model_based_label_units gives them, TreeSHAP contributions that add up to the pipeline's own
+    log-odds of each unit's label."""
+    import skops.io
+    from sklearn.base import clone
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from spikeinterface.curation import model_based_label_units
+    from spikeinterface.curation.model_based_curation import load_model
+    from spikeinterface.curation.train_manual_curation import _format_metric_dataframe
+
+    folder = ur_copy.out_dir / "models" / "sua_mua_hist_boosting"
+    shutil.copytree(ur_copy.models[BOOSTING], folder)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        pipeline, info = load_model(model_folder=folder, trust_model=True)
+        refit = clone(pipeline)
+        boosting = HistGradientBoostingClassifier(max_iter=20, max_depth=2, min_samples_leaf=2, random_state=0)
+        refit.steps[-1] = (refit.steps[-1][0], boosting)
+        training = pd.read_csv(folder / "training_data.csv", index_col=0)
+        labels = pd.read_csv(folder / "labels.csv", index_col=0).iloc[:, 0]
+        refit.fit(_format_metric_dataframe(training[list(pipeline.feature_names_in_)]), labels.to_numpy())
+        skops.io.dump(refit, folder / "best_model.skops")
+        analyzer = analyzer_of(ur_copy)
+        expected = model_based_label_units(analyzer, model_folder=folder, trust_model=True,
+                                           set_predictions_as_properties=False)
+        metrics = analyzer.get_metrics_extension_data()
+        scores = np.ravel(refit.decision_function(_format_metric_dataframe(
+            metrics[list(pipeline.feature_names_in_)])))
+    opinion = find_opinion(ur_copy.phy_dir, folder, contributions=True)
+    assert opinion.method == "TreeSHAP" and "log-odds" in opinion.method_note
+    assert "HistGradientBoostingClassifier" in opinion.method_note
+    assert_same_predictions(opinion, {int(u) - EXPORT_UNIT_ID_OFFSET: (str(p), float(q)) for u, p, q in
+                                      zip(expected.index, expected["prediction"], expected["probability"])})
+    codes = {v: int(k) for k, v in info["label_conversion"].items()}
+    for unit_id, score in zip(metrics.index, scores):
+        unit = opinion.units[int(unit_id) - EXPORT_UNIT_ID_OFFSET]
+        total = unit.base_value + sum(c.contribution for c in unit.contributions)
+        assert total == pytest.approx(unit.output, abs=1e-6)
+        assert unit.output == pytest.approx(score if codes[unit.label] == 1 else -score, abs=1e-6)
+    assert len({round(u.output, 6) for u in opinion.units.values()}) > 2  # a fitted model, not a constant
+
+
 def test_a_model_with_no_exact_method_still_labels(ur_dataset):
     opinion = find_opinion(ur_dataset.phy_dir, ur_dataset.models[MLP], contributions=True)
     assert opinion.method is None and "not available for MLPClassifier" in opinion.method_note
