@@ -188,3 +188,14 @@ def test_labelling_in_phy_updates_agreement_and_a_suggestion_applies_as_a_what_i
     view.reset_button.click()
     shown = rows(controller)
     assert all(shown[c]["bc_label"] == "MUA" and shown[c]["bc_agrees"] == 0 for c in rescued)
+
+    # undo the last move (noise): the cells and the tab follow it (Phy 2.1.0 leaves the row's old group shown)
+    noise = [c for c, g in groups.items() if g == "noise"]
+    supervisor.undo()
+    supervisor.block()
+    QApplication.processEvents()
+    shown = rows(controller)
+    assert noise and all(shown[c]["bc_agrees"] is None for c in noise)
+    assert all(shown[c]["bc_agrees"] == 0 for c in rescued)
+    left = {c: g for c, g in groups.items() if g != "noise"}
+    assert panel.summary.text().startswith(f"<b>{concordance(explanation, left).agree} of {len(left)}</b>")
