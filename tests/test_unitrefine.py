@@ -42,10 +42,14 @@ def analyzer_of(ds):
         return load_sorting_analyzer(ds.analyzer_dir, load_extensions=False)
 
 
-def expected_by_cluster(ds, name: str) -> dict[int, tuple[str, float]]:
-    table = ds.expected[name]
+def by_cluster(table: pd.DataFrame) -> dict[int, tuple[str, float]]:
+    """SpikeInterface's predictions (prediction, probability by SI unit id), by Phy cluster id."""
     return {int(u) - EXPORT_UNIT_ID_OFFSET: (str(p), float(q)) for u, p, q in
             zip(table.index, table["prediction"], table["probability"])}
+
+
+def expected_by_cluster(ds, name: str) -> dict[int, tuple[str, float]]:
+    return by_cluster(ds.expected[name])
 
 
 def assert_same_predictions(opinion: ModelOpinion, expected: dict[int, tuple[str, float]]) -> None:
@@ -56,13 +60,14 @@ def assert_same_predictions(opinion: ModelOpinion, expected: dict[int, tuple[str
         assert unit.confidence == pytest.approx(probability, rel=1e-7, abs=1e-7)
 
 
-def model_outputs(ds, name: str, opinion: ModelOpinion) -> np.ndarray:
-    """The model's own output for each unit's label, from the whole pipeline as SpikeInterface loads it: the
-    probability for the forest, the decision function (log-odds of the second class) for the others."""
+def model_outputs(ds, folder: Path, opinion: ModelOpinion, probability: bool = False) -> np.ndarray:
+    """The model's own output for each unit's label, from the whole pipeline in ``folder`` as SpikeInterface loads
+    it: with ``probability`` (the forest) its probability, else the decision function (log-odds of the second
+    class)."""
     from spikeinterface.curation.model_based_curation import load_model
     from spikeinterface.curation.train_manual_curation import _format_metric_dataframe
 
-    pipeline, info = load_model(model_folder=ds.models[name], trust_model=True)
+    pipeline, info = load_model(model_folder=folder, trust_model=True)
     metrics = analyzer_of(ds).get_metrics_extension_data()
     x = _format_metric_dataframe(metrics[list(pipeline.feature_names_in_)])
     codes = {v: int(k) for k, v in info["label_conversion"].items()}
@@ -71,7 +76,7 @@ def model_outputs(ds, name: str, opinion: ModelOpinion) -> np.ndarray:
     for i, unit_id in enumerate(metrics.index):
         label = opinion.units[int(unit_id) - EXPORT_UNIT_ID_OFFSET].label
         p = classes.index(codes[label])
-        if name == FOREST:
+        if probability:
             outputs.append(pipeline.predict_proba(x)[i, p])
         else:
             score = float(np.ravel(pipeline.decision_function(x))[i])
@@ -95,7 +100,7 @@ def test_contributions_add_up_to_the_models_output(ur_dataset, name, method):
     opinion = find_opinion(ur_dataset.phy_dir, ur_dataset.models[name], contributions=True)
     assert opinion.method == method and opinion.model_folder == ur_dataset.models[name]
     assert_same_predictions(opinion, expected_by_cluster(ur_dataset, name))
-    outputs = model_outputs(ur_dataset, name, opinion)
+    outputs = model_outputs(ur_dataset, ur_dataset.models[name], opinion, probability=name == FOREST)
     metrics = analyzer_of(ur_dataset).get_metrics_extension_data()
     for unit_id, output in zip(metrics.index, outputs):
         unit = opinion.units[int(unit_id) - EXPORT_UNIT_ID_OFFSET]
@@ -147,7 +152,7 @@ def test_hist_gradient_boosting_contributions_add_up(ur_copy):
     shutil.copytree(ur_copy.models[BOOSTING], folder)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        pipeline, info = load_model(model_folder=folder, trust_model=True)
+        pipeline, _ = load_model(model_folder=folder, trust_model=True)
         refit = clone(pipeline)
         boosting = HistGradientBoostingClassifier(max_iter=20, max_depth=2, min_samples_leaf=2, random_state=0)
         refit.steps[-1] = (refit.steps[-1][0], boosting)
@@ -158,20 +163,16 @@ def test_hist_gradient_boosting_contributions_add_up(ur_copy):
         analyzer = analyzer_of(ur_copy)
         expected = model_based_label_units(analyzer, model_folder=folder, trust_model=True,
                                            set_predictions_as_properties=False)
-        metrics = analyzer.get_metrics_extension_data()
-        scores = np.ravel(refit.decision_function(_format_metric_dataframe(
-            metrics[list(pipeline.feature_names_in_)])))
     opinion = find_opinion(ur_copy.phy_dir, folder, contributions=True)
     assert opinion.method == "TreeSHAP" and "log-odds" in opinion.method_note
     assert "HistGradientBoostingClassifier" in opinion.method_note
-    assert_same_predictions(opinion, {int(u) - EXPORT_UNIT_ID_OFFSET: (str(p), float(q)) for u, p, q in
-                                      zip(expected.index, expected["prediction"], expected["probability"])})
-    codes = {v: int(k) for k, v in info["label_conversion"].items()}
-    for unit_id, score in zip(metrics.index, scores):
+    assert_same_predictions(opinion, by_cluster(expected))
+    outputs = model_outputs(ur_copy, folder, opinion)  # the refitted pipeline's own log-odds of each label
+    for unit_id, output in zip(analyzer.get_metrics_extension_data().index, outputs):
         unit = opinion.units[int(unit_id) - EXPORT_UNIT_ID_OFFSET]
         total = unit.base_value + sum(c.contribution for c in unit.contributions)
         assert total == pytest.approx(unit.output, abs=1e-6)
-        assert unit.output == pytest.approx(score if codes[unit.label] == 1 else -score, abs=1e-6)
+        assert unit.output == pytest.approx(output, abs=1e-6)
     assert len({round(u.output, 6) for u in opinion.units.values()}) > 2  # a fitted model, not a constant
 
 
